@@ -1,0 +1,1 @@
+"""Plenary: ask all your members."""

@@ -1,0 +1,1 @@
+"""Mail: compose, the outbox, and the SMTP sender."""

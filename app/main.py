@@ -1,0 +1,86 @@
+"""create_app(): settings, database, middleware, routes, error pages, and the in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from app import htmx
+from app.db import Database
+from app.middleware import PlenaryMiddleware
+from app.routes import routes
+from app.settings import Settings
+from app.templating import error_response
+from app.web import SignInRequired, signin_url
+
+log = logging.getLogger("plenary")
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    database = db or Database(settings.database_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from app.members.services import load_org_state
+
+        load_org_state(app)
+        worker_task = None
+        if settings.run_worker:
+            from app.jobs.worker import run_forever
+
+            worker_task = asyncio.create_task(run_forever(settings, database, name="web"))
+        try:
+            yield
+        finally:
+            if worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if db is None:
+                database.dispose()
+
+    app = Starlette(
+        debug=False,
+        routes=routes,
+        middleware=[Middleware(PlenaryMiddleware, exempt=("/healthz",))],
+        exception_handlers={HTTPException: _http_error, SignInRequired: _sign_in_first, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.org_name = None
+    app.state.org_tz = "UTC"
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    try:
+        default = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        default = ""
+    custom = exc.detail if exc.detail and exc.detail != default else None
+    return error_response(request, exc.status_code, custom)
+
+
+async def _sign_in_first(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    url = signin_url(exc.next_path)
+    if htmx.is_htmx(request):
+        return htmx.redirect(Response(status_code=204), url)
+    return RedirectResponse(url, status_code=303)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, 500)

@@ -1,0 +1,1 @@
+"""Members: accounts, groups, sign-in, sessions and the admin directory."""
