@@ -1,0 +1,1 @@
+"""Voting: ballots, eligibility and counting."""
