@@ -65,9 +65,10 @@ def require_admin(request: Request) -> CurrentMember:
     return me
 
 
-async def form(request: Request) -> FormData:
+async def form(request: Request, *, max_part_size: int | None = None) -> FormData:
+    limits = FORM_LIMITS if max_part_size is None else {**FORM_LIMITS, "max_part_size": max_part_size}
     try:
-        return await request.form(**FORM_LIMITS)
+        return await request.form(**limits)
     except HTTPException:
         raise
     except Exception as exc:  # malformed multipart bodies raise parser-specific errors

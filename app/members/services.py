@@ -171,7 +171,7 @@ def take_token(session: Session, token: str, purpose: str) -> AuthToken:
 
 # --- members ---------------------------------------------------------------------------------------------------
 
-def invite_member(session: Session, settings: Settings, *, actor_id: int, name: str, email: str,
+def invite_member(session: Session, settings: Settings, *, actor_id: int | None, name: str, email: str,
                   group_ids: list[int] | None = None, role: str = Role.MEMBER, ip: str = "",
                   org_name: str = "Plenary") -> Member:
     email = normalize_email(email)
@@ -287,7 +287,7 @@ def list_groups(session: Session) -> list[GroupRow]:
     return [GroupRow(*r) for r in rows]
 
 
-def create_group(session: Session, *, actor_id: int, name: str, description: str = "", ip: str = "") -> Group:
+def create_group(session: Session, *, actor_id: int | None, name: str, description: str = "", ip: str = "") -> Group:
     name = clean_name(name, "Group name", GROUP_NAME_MAX)
     description = (description or "").strip()[:500]
     if session.scalar(select(Group.id).where(func.lower(Group.name) == name.lower())):
