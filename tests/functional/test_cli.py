@@ -1,0 +1,64 @@
+"""The `plenary` command: migrate, setup-link, create-admin, demo (on a fresh SQLite file)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app.cli import main
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLENARY_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("PLENARY_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("PLENARY_BASE_URL", "http://127.0.0.1:8123")
+    monkeypatch.delenv("PLENARY_ENV", raising=False)
+    return f"sqlite:///{tmp_path}/cli.db"
+
+
+def scalar(url: str, sql: str):
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_migrate_then_setup_link(env, capsys):
+    assert main(["migrate"]) == 0
+    assert main(["setup-link"]) == 0
+    link = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"http://127\.0\.0\.1:8123/setup/[A-Za-z0-9_\-]{43}", link)
+    assert scalar(env, "SELECT count(*) FROM auth_tokens WHERE purpose = 'setup'") == 1
+
+
+def test_create_admin_and_no_more_setup_links(env, capsys):
+    assert main(["create-admin", "Boss@Example.org", "--name", "Boss", "--org", "Union"]) == 0
+    out = capsys.readouterr().out
+    assert "Admin boss@example.org is ready. Password: " in out
+    assert scalar(env, "SELECT role FROM members WHERE email = 'boss@example.org'") == "admin"
+    assert main(["setup-link"]) == 1
+    assert main(["create-admin", "not-an-address"]) == 2
+    assert main(["create-admin", "x@example.org", "--password", "short"]) == 2
+
+
+def test_demo_fills_an_empty_database_once(env, capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Sign in as admin@example.org with the password: \S{12,}", out)
+    assert scalar(env, "SELECT count(*) FROM members") == 40
+    assert scalar(env, "SELECT count(*) FROM groups") == 3
+    assert scalar(env, "SELECT name FROM organizations") == "Riverside Community Association"
+    assert main(["demo"]) == 1
+
+
+def test_bad_configuration_is_reported(env, monkeypatch, capsys):
+    monkeypatch.setenv("PLENARY_RATE_LIMIT", "lots")
+    with pytest.raises(SystemExit) as exc:
+        main(["migrate"])
+    assert exc.value.code == 2
+    assert "PLENARY_RATE_LIMIT" in capsys.readouterr().err
