@@ -2,7 +2,7 @@
 
 The file has a header naming its columns (`name`, `email`, optional `groups`; any order, any case), is UTF-8
 with or without a BOM, and is separated by `,` or `;` (the header line decides which). `groups` holds group
-names separated by `|`. A row whose email is not yet a member is invited through `services.invite_member`; a
+names separated by `|`. A row whose email is not yet a member is invited through `services.invite_many`; a
 row for an existing member updates the name and adds the listed groups, and never removes a group, changes a
 role or status, or invites again.
 
@@ -33,7 +33,7 @@ from app.members.services import (
     clean_name,
     create_group,
     groups_by_name,
-    invite_member,
+    invite_many,
     normalize_email,
 )
 from app.settings import Settings
@@ -330,11 +330,10 @@ def apply(session: Session, settings: Settings, parsed: ParsedFile, *, actor_id:
         group_ids[name.lower()] = create_group(session, actor_id=actor, name=name, ip=ip).id
     joins = [{"member_id": u.member_id, "group_id": group_ids[g.lower()]} for u in plan.updates
              for g in u.add_groups]
+    new_ids = invite_many(session, settings, actor_id=actor, ip=ip, org_name=org_name,
+                          people=[(add.name, add.email) for add in plan.adds])
     for add in plan.adds:
-        # Memberships go in below with one bulk insert: per member, set_groups would cost three statements.
-        member = invite_member(session, settings, actor_id=actor, name=add.name, email=add.email, ip=ip,
-                               org_name=org_name)
-        joins.extend({"member_id": member.id, "group_id": group_ids[g.lower()]} for g in add.groups)
+        joins.extend({"member_id": new_ids[add.email], "group_id": group_ids[g.lower()]} for g in add.groups)
     renames = [{"id": u.member_id, "name": u.new_name} for u in plan.updates if u.new_name is not None]
     if renames:
         session.execute(update(Member), renames)
