@@ -13,12 +13,23 @@ from app.members.models import (
     RateEvent,
     UserSession,
 )
+from app.proposals.models import Clarification, Option, Proposal, ProposalGroup, Revision
+from app.voting.models import Ballot, CountedBallot, Eligibility, Participation
 
 metadata = Base.metadata
 
 __all__ = [
     "AuditEvent",
     "AuthToken",
+    "Ballot",
+    "Clarification",
+    "CountedBallot",
+    "Eligibility",
+    "Option",
+    "Participation",
+    "Proposal",
+    "ProposalGroup",
+    "Revision",
     "Base",
     "Group",
     "GroupMembership",

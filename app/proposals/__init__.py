@@ -1,0 +1,1 @@
+"""Proposals: questions and policy changes, their audience, schedule, history and outcome."""

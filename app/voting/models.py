@@ -1,0 +1,65 @@
+"""Who may vote, who voted, and what was chosen, kept apart (docs/SECRET_BALLOTS.md explains why).
+
+- `eligible_members`: the audience, frozen when voting opens.
+- `participations`: *that* a member voted (and on which day): turnout, reminders, one vote per member.
+- `ballots`: *what* was chosen while voting is open. No member id for secret ballots, no time; `voter_ref` is an
+  HMAC of the member id under the proposal's ballot key, so a member can change their vote until the key is
+  erased at close. Random 16-byte primary keys and WITHOUT ROWID on SQLite: no insertion order to read.
+- `counted_ballots`: at close the ballots are copied here in random order without `voter_ref` and the originals
+  deleted, so no hidden column (PostgreSQL's xmin/ctid, SQLite's rowid) links them to participations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Date, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+class Eligibility(Base):
+    __tablename__ = "eligible_members"
+
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True,
+                                           index=True)
+
+
+class Participation(Base):
+    __tablename__ = "participations"
+
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True,
+                                           index=True)
+    voted_on: Mapped[dt.date] = mapped_column(Date)  # a day, never a time: finer times help linking
+    via: Mapped[str] = mapped_column(String(16), default="web")
+
+
+class Ballot(Base):
+    __tablename__ = "ballots"
+    __table_args__ = (
+        UniqueConstraint("proposal_id", "voter_ref", name="uq_ballots_proposal_voter_ref"),
+        {"sqlite_with_rowid": False},
+    )
+
+    id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
+    voter_ref: Mapped[bytes] = mapped_column(LargeBinary(32))
+    choice: Mapped[object] = mapped_column(JSON)
+    receipt_hash: Mapped[str] = mapped_column(String(64))
+    group_ids: Mapped[str] = mapped_column(String(500), default="")  # for breakdowns; cells < 5 hidden if secret
+    voter_id: Mapped[int | None] = mapped_column(Integer)  # open ballots only; always NULL for secret ones
+
+
+class CountedBallot(Base):
+    __tablename__ = "counted_ballots"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
+    choice: Mapped[object] = mapped_column(JSON)
+    receipt_hash: Mapped[str] = mapped_column(String(64))
+    group_ids: Mapped[str] = mapped_column(String(500), default="")
+    voter_id: Mapped[int | None] = mapped_column(Integer)
