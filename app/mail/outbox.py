@@ -25,7 +25,7 @@ from app.settings import ROOT, Settings
 log = logging.getLogger("plenary.mail")
 
 EMAIL_TEMPLATES = ROOT / "templates" / "email"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # C0, DEL, C1 (NEL), line separators
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(EMAIL_TEMPLATES)),

@@ -1,0 +1,597 @@
+"""The sender: drains the outbox through aiosmtplib, under a lease, so any number of senders can run.
+
+One pass (`OutboxSender.drain_once`) is three steps, and no database transaction is open across SMTP I/O:
+
+1. claim: one short write transaction marks up to `batch` due rows `sending` with a lease and counts the
+   attempt (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the `BEGIN IMMEDIATE` lock serializes claims);
+2. send: over reused SMTP connections (reconnected after a failure), outside any transaction;
+3. record: another short write transaction stores each outcome.
+
+Outcomes: 2xx -> `sent`; 4xx, connection errors and timeouts -> `pending` again after an exponential
+backoff with full jitter, `failed` once `max_attempts` is reached; a 5xx to the recipient or the data ->
+`failed` at once; a row that cannot be built into a message (e.g. a header with a line break) -> `failed`
+alone. Delivery is at least once: if the process dies between the server's 250 and step 3, the lease runs
+out and the row is sent again with the same Message-ID, so a duplicate can be recognised downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import functools
+import ipaddress
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.headerregistry import Address, HeaderRegistry
+from email.message import EmailMessage, MIMEPart
+from email.quoprimime import body_encode as qp_encode
+from email.utils import formataddr, formatdate, parseaddr
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import aiosmtplib
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.engine import Row
+
+from app.db import Database, run_db, utcnow
+from app.jobs.services import backoff_delay
+from app.mail.models import OutboxMessage, OutboxStatus
+from app.settings import Settings
+
+log = logging.getLogger("plenary.mail")
+
+EXPIRED_ERROR = "expired before it could be sent"
+MAX_AGE = dt.timedelta(days=2)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+# --- configuration ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Where and how to hand mail over, parsed from `PLENARY_SMTP_URL`.
+
+    `smtp://user:pass@host:587?starttls=true` (STARTTLS required), `smtps://host:465` (TLS from the first
+    byte), `smtp://127.0.0.1:1025` (plain, or upgraded if the server offers STARTTLS). Options: `starttls`
+    (true/false; unset = upgrade when offered), `timeout` (seconds per SMTP command, default 30),
+    `validate_certs` (default true). User and password are percent-decoded.
+    """
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    use_tls: bool = False
+    start_tls: bool | None = None
+    timeout: float = 30.0
+    validate_certs: bool = True
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpConfig:
+        try:
+            parts = urlsplit((url or "").strip())
+        except ValueError as exc:
+            raise ValueError(f"PLENARY_SMTP_URL is not a valid URL: {exc}") from None
+        shown = _redacted(parts)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"PLENARY_SMTP_URL must start with smtp:// or smtps://, not {shown!r}")
+        if not parts.hostname:
+            raise ValueError(f"PLENARY_SMTP_URL has no host name: {shown!r}")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError(f"PLENARY_SMTP_URL must not have a path or fragment: {shown!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"PLENARY_SMTP_URL has an invalid port: {shown!r}") from None
+
+        options: dict[str, str] = {}
+        try:
+            pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        except ValueError:
+            raise ValueError(f"PLENARY_SMTP_URL has a malformed query string: {shown!r}") from None
+        for key, value in pairs:
+            key = key.strip().lower()
+            if key not in ("starttls", "timeout", "validate_certs"):
+                raise ValueError(
+                    f"PLENARY_SMTP_URL: unknown option {key!r} (known: starttls, timeout, validate_certs)"
+                )
+            options[key] = value.strip()
+
+        use_tls = parts.scheme == "smtps"
+        start_tls = _flag("starttls", options["starttls"]) if "starttls" in options else None
+        if use_tls and start_tls:
+            raise ValueError("PLENARY_SMTP_URL: smtps:// already uses TLS, so starttls=true does not apply")
+        timeout = 30.0
+        if "timeout" in options:
+            try:
+                timeout = float(options["timeout"])
+            except ValueError:
+                timeout = -1.0
+            if not 0 < timeout <= 3600:
+                raise ValueError(
+                    f"PLENARY_SMTP_URL: timeout must be a number of seconds, not {options['timeout']!r}"
+                )
+        validate = _flag("validate_certs", options["validate_certs"]) if "validate_certs" in options else True
+        if port is None:
+            port = 465 if use_tls else (587 if start_tls else 25)
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            use_tls=use_tls,
+            start_tls=False if use_tls else start_tls,
+            timeout=timeout,
+            validate_certs=validate,
+        )
+
+    def client(self, local_hostname: str | None = None) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            use_tls=self.use_tls,
+            start_tls=self.start_tls,
+            validate_certs=self.validate_certs,
+            timeout=self.timeout,
+            local_hostname=local_hostname,
+        )
+
+
+def _flag(name: str, value: str) -> bool:
+    v = value.lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError(f"PLENARY_SMTP_URL: {name} must be true or false, not {value!r}")
+
+
+def _redacted(parts: Any) -> str:
+    """The URL for an error message, without the password."""
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _helo_name(base_url: str) -> str:
+    host = urlsplit(base_url).hostname or "localhost"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return f"[{host}]"
+
+
+# --- building messages --------------------------------------------------------------------------------------
+
+class _CachingHeaderRegistry(HeaderRegistry):
+    """The standard registry, minus its cost: it makes a new header class on every lookup (twice a header)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+# policy=default in every respect (it refuses CR/LF in header values), with the cached registry.
+_POLICY = email_policy.default.clone(header_factory=_CachingHeaderRegistry())
+_LINE_BREAK = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # what str.splitlines splits on
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
+# Headers the builder sets itself: a stored extra header must not add a second one or change the structure.
+_RESERVED = frozenset({
+    "from", "to", "cc", "bcc", "subject", "date", "message-id", "sender", "mime-version", "content-type",
+    "content-transfer-encoding", "return-path", "received",
+})
+_MAX_LINE = 998  # octets, RFC 5322 2.1.1
+
+
+class MessageBuilder:
+    """Turns outbox rows into `EmailMessage`s (policy=default, which refuses CR/LF in header values).
+
+    Building costs most in parsing headers, so the parts every message shares (From, MIME-Version, the
+    content types) are parsed once here and reused; only To, Subject, Message-ID and extra headers are parsed
+    per message.
+    """
+
+    def __init__(self, mail_from: str) -> None:
+        _check_header("From", mail_from)
+        name, addr = parseaddr(mail_from)
+        if not addr or "@" not in addr:
+            raise ValueError(f"PLENARY_MAIL_FROM is not an email address: {mail_from!r}")
+        self.envelope_from = addr
+        factory = _POLICY.header_factory
+        self._from = factory("From", mail_from)
+        self._mime_version = factory("MIME-Version", "1.0")
+        self._ct_text = factory("Content-Type", 'text/plain; charset="utf-8"')
+        self._ct_html = factory("Content-Type", 'text/html; charset="utf-8"')
+        self._cte = {cte: factory("Content-Transfer-Encoding", cte)
+                     for cte in ("7bit", "8bit", "quoted-printable")}
+        self._boundary = "=_plenary_" + secrets.token_hex(12)
+        self._ct_alternative = factory("Content-Type", f'multipart/alternative; boundary="{self._boundary}"')
+
+    def date_header(self, when: float | None = None) -> Any:
+        return _POLICY.header_factory("Date", formatdate(when, localtime=False, usegmt=True))
+
+    def build(self, row: Any, date: Any = None) -> EmailMessage:
+        """One message from a row with to_addr, to_name, subject, text_body, html_body, headers, message_id.
+
+        Raises ValueError when the row cannot become a safe message (header injection, bad header names).
+        """
+        to_addr, to_name = row.to_addr, row.to_name or ""
+        _check_header("To", to_addr)
+        _check_header("To", to_name)
+        _check_header("Subject", row.subject)
+        _check_header("Message-ID", row.message_id)
+        msg = EmailMessage(policy=_POLICY)
+        msg["From"] = self._from
+        try:
+            msg["To"] = formataddr((to_name, to_addr))
+        except UnicodeEncodeError:  # an internationalized address (aiosmtplib then asks for SMTPUTF8)
+            msg["To"] = Address(display_name=to_name, addr_spec=to_addr)
+        msg["Subject"] = _subject_header(row.subject)
+        msg["Date"] = date if date is not None else self.date_header()
+        msg["Message-ID"] = row.message_id
+        for name, value in (row.headers or {}).items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
+                raise ValueError(f"not an allowed header name: {name!r}")
+            value = str(value)
+            _check_header(name, value)
+            msg[name] = value
+        msg["MIME-Version"] = self._mime_version
+        text, html = row.text_body or "", row.html_body or ""
+        if self._boundary in text or self._boundary in html:  # never in practice: the boundary is random
+            boundary = "=_plenary_" + secrets.token_hex(16)
+            msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+        else:
+            msg["Content-Type"] = self._ct_alternative
+        msg.set_payload([self._part(self._ct_text, text), self._part(self._ct_html, html)])
+        return msg
+
+    def _part(self, content_type: Any, body: str) -> MIMEPart:
+        if not body.endswith("\n"):
+            body += "\n"
+        raw = body.encode("utf-8")
+        if max(map(len, raw.splitlines()), default=0) > _MAX_LINE:
+            cte, payload = "quoted-printable", qp_encode(raw.decode("latin-1"), 76)
+        elif raw.isascii():
+            cte, payload = "7bit", body
+        else:
+            # 8bit as the email package stores it; the generator re-encodes it for servers without 8BITMIME.
+            cte, payload = "8bit", raw.decode("ascii", "surrogateescape")
+        part = MIMEPart(policy=_POLICY)
+        part["Content-Type"] = content_type
+        part["Content-Transfer-Encoding"] = self._cte[cte]
+        part.set_payload(payload)
+        return part
+
+
+@functools.lru_cache(maxsize=256)
+def _subject_header(subject: str) -> Any:
+    # A mailing to many members shares one subject: parse it once. Header objects are immutable strings.
+    return _POLICY.header_factory("Subject", subject)
+
+
+def _check_header(name: str, value: str) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} header is not text")
+    if _LINE_BREAK.search(value):
+        raise ValueError(f"{name} header contains a line break")
+
+
+# --- the database side --------------------------------------------------------------------------------------
+
+_t = OutboxMessage.__table__
+_c = _t.c
+_DT = _c.next_attempt_at.type
+
+_CLAIMED_COLUMNS = (_c.id, _c.kind, _c.to_addr, _c.to_name, _c.subject, _c.text_body, _c.html_body,
+                    _c.headers, _c.message_id, _c.attempts)
+
+
+def _due(now: Any) -> Any:
+    return or_(
+        and_(_c.status == OutboxStatus.PENDING, _c.next_attempt_at <= now),
+        and_(_c.status == OutboxStatus.SENDING, _c.locked_until < now),
+    )
+
+
+_EXPIRE = (
+    update(_t)
+    .where(_due(bindparam("now", type_=_DT)), _c.created_at < bindparam("cutoff", type_=_DT))
+    .values(status=OutboxStatus.FAILED, locked_until=None, last_error=EXPIRED_ERROR)
+)
+
+_RECORD_SENT = (
+    update(_t)
+    .where(_c.id == bindparam("b_id"))
+    .values(status=OutboxStatus.SENT, sent_at=bindparam("b_now", type_=_DT), locked_until=None, last_error="")
+)
+# Retry and failure only touch the row if no other sender has claimed it since (its attempt count is ours).
+_RECORD_RETRY = (
+    update(_t)
+    .where(_c.id == bindparam("b_id"), _c.attempts == bindparam("b_attempts"),
+           _c.status == OutboxStatus.SENDING)
+    .values(status=OutboxStatus.PENDING, next_attempt_at=bindparam("b_next", type_=_DT), locked_until=None,
+            last_error=bindparam("b_error"))
+)
+_RECORD_FAILED = (
+    update(_t)
+    .where(_c.id == bindparam("b_id"), _c.attempts == bindparam("b_attempts"),
+           _c.status == OutboxStatus.SENDING)
+    .values(status=OutboxStatus.FAILED, locked_until=None, last_error=bindparam("b_error"))
+)
+# A row claimed but never tried (the lease ran short, the sender was stopped): back to the queue, uncounted.
+_RELEASE = (
+    update(_t)
+    .where(_c.id == bindparam("b_id"), _c.attempts == bindparam("b_attempts"),
+           _c.status == OutboxStatus.SENDING)
+    .values(status=OutboxStatus.PENDING, attempts=_c.attempts - 1, locked_until=None)
+)
+
+
+def claim_batch(db: Database, *, batch: int, lease_s: float,
+                max_age: dt.timedelta = MAX_AGE) -> tuple[list[Row], int]:
+    """Claim up to `batch` due rows for sending and fail due rows too old to send. Returns (rows, expired)."""
+    now = utcnow()
+    with db.begin() as s:
+        expired = s.execute(_EXPIRE, {"now": now, "cutoff": now - max_age}).rowcount or 0
+        due = select(_c.id).where(_due(now)).order_by(_c.next_attempt_at, _c.id).limit(batch)
+        if db.dialect == "postgresql":
+            # Rows another sender is claiming right now are skipped, not waited for.
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(_t)
+            .where(_c.id.in_(due.scalar_subquery()))
+            .values(status=OutboxStatus.SENDING, locked_until=now + dt.timedelta(seconds=lease_s),
+                    attempts=_c.attempts + 1)
+            .returning(*_CLAIMED_COLUMNS)
+        )
+        rows = sorted(s.execute(stmt).all(), key=lambda r: r.id)
+    return rows, expired
+
+
+@dataclass
+class _Outcomes:
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    retry: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    release: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sent) + len(self.retry) + len(self.failed) + len(self.release)
+
+
+def record_outcomes(db: Database, outcomes: _Outcomes) -> None:
+    if not len(outcomes):
+        return
+    with db.begin() as s:
+        conn = s.connection()
+        for stmt, params in ((_RECORD_SENT, outcomes.sent), (_RECORD_RETRY, outcomes.retry),
+                             (_RECORD_FAILED, outcomes.failed), (_RELEASE, outcomes.release)):
+            if params:
+                conn.execute(stmt, params)
+
+
+# --- the SMTP side ------------------------------------------------------------------------------------------
+
+class _Transient(Exception):
+    """Worth trying again later (4xx, connection trouble, timeouts)."""
+
+
+class _Permanent(Exception):
+    """Will never succeed (5xx for this recipient or message, a message that cannot be built)."""
+
+
+class _NoConnection(_Transient):
+    """No connection to the server could be made: the rest of the batch waits too."""
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        r = exc.recipients[0]
+        text = f"{r.code} {r.message}"
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"{exc.code} {exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text.strip()[:1000]
+
+
+class OutboxSender:
+    """Drains the outbox; keep one per process (or per worker task) so SMTP connections are reused.
+
+    `backoff_base_s`/`backoff_cap_s` are parameters so tests can compress time (production: 30 s and 1 h).
+    `connections` bounds how many SMTP connections (and messages in flight) one sender uses.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        config: SmtpConfig | None = None,
+        batch: int = 50,
+        lease_s: float = 300.0,
+        backoff_base_s: float = 30.0,
+        backoff_cap_s: float = 3600.0,
+        max_attempts: int = 8,
+        max_age: dt.timedelta = MAX_AGE,
+        connections: int = 1,
+    ) -> None:
+        if config is None:
+            if not settings.smtp_url:
+                raise ValueError("No SMTP server is configured (PLENARY_SMTP_URL)")
+            config = SmtpConfig.from_url(settings.smtp_url)
+        self.settings = settings
+        self.db = db
+        self.config = config
+        self.batch = max(1, batch)
+        self.lease_s = lease_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.max_attempts = max(1, max_attempts)
+        self.max_age = max_age
+        self.builder = MessageBuilder(settings.mail_from)
+        self._helo = _helo_name(settings.base_url)
+        self._clients: list[aiosmtplib.SMTP | None] = [None] * max(1, connections)
+
+    async def drain_once(self) -> int:
+        """Claim one batch of due messages, send them, record the outcomes. Returns how many were handled."""
+        rows, expired = await run_db(claim_batch, self.db, batch=self.batch, lease_s=self.lease_s,
+                                     max_age=self.max_age)
+        if expired:
+            log.warning("%d queued message(s) expired before they could be sent", expired)
+        if not rows:
+            return expired
+        outcomes = _Outcomes()
+        try:
+            await self._send_all(rows, outcomes)
+        except BaseException:
+            self.close()  # a send was interrupted mid-conversation: those connections are of no further use
+            raise
+        finally:
+            # Also on cancellation: what was sent is recorded, and what was not goes back to the queue now
+            # rather than after the lease.
+            done = {p["b_id"] for group in (outcomes.sent, outcomes.retry, outcomes.failed) for p in group}
+            outcomes.release.extend({"b_id": r.id, "b_attempts": r.attempts}
+                                    for r in rows if r.id not in done)
+            await run_db(record_outcomes, self.db, outcomes)
+        return len(rows) + expired
+
+    async def _send_all(self, rows: Sequence[Row], outcomes: _Outcomes) -> None:
+        loop = asyncio.get_running_loop()
+        # Stop starting new sends well before the lease runs out, so no other sender can get the same row.
+        deadline = loop.time() + max(self.lease_s - 2 * self.config.timeout, self.lease_s / 2)
+        queue = collections.deque(rows)
+        date = self.builder.date_header()
+        down: list[str] = []
+
+        async def lane(index: int) -> None:
+            while queue:
+                row = queue.popleft()
+                if down:
+                    self._retry(outcomes, row, down[0])
+                    continue
+                if loop.time() > deadline:
+                    queue.appendleft(row)
+                    return
+                try:
+                    await self._send_one(index, row, date)
+                except _NoConnection as exc:
+                    down.append(str(exc))
+                    self._retry(outcomes, row, str(exc))
+                except _Transient as exc:
+                    self._retry(outcomes, row, str(exc))
+                except _Permanent as exc:
+                    log.warning("outbox message %d failed: %s", row.id, exc)
+                    outcomes.failed.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": str(exc)})
+                except Exception as exc:  # a bug must not stop the batch; the row is retried, then fails
+                    log.exception("unexpected error sending outbox message %d", row.id)
+                    self._drop(index)
+                    self._retry(outcomes, row, _error_text(exc))
+                else:
+                    outcomes.sent.append({"b_id": row.id, "b_now": utcnow()})
+
+        lanes = min(len(self._clients), len(rows))
+        await asyncio.gather(*(lane(i) for i in range(lanes)))
+
+    def _retry(self, outcomes: _Outcomes, row: Row, error: str) -> None:
+        if row.attempts >= self.max_attempts:
+            log.warning("outbox message %d failed after %d attempts: %s", row.id, row.attempts, error)
+            outcomes.failed.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": error})
+            return
+        delay = backoff_delay(row.attempts, self.backoff_base_s, self.backoff_cap_s)
+        outcomes.retry.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": error,
+                               "b_next": utcnow() + dt.timedelta(seconds=delay)})
+
+    async def _send_one(self, index: int, row: Row, date: Any) -> None:
+        try:
+            msg = self.builder.build(row, date)
+        except Exception as exc:  # a poison row (bad header, malformed stored data) fails alone
+            raise _Permanent(f"cannot build the message: {exc}") from None
+        smtp = await self._connection(index)
+        try:
+            await smtp.send_message(msg, sender=self.builder.envelope_from, recipients=[row.to_addr])
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            code = exc.recipients[0].code if exc.recipients else 451
+            raise (_Permanent if code >= 500 else _Transient)(_error_text(exc)) from None
+        except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPAuthenticationError,
+                aiosmtplib.SMTPHeloError) as exc:
+            # About our session or configuration, not this message: retried, and every row says why.
+            self._drop(index)
+            raise _Transient(_error_text(exc)) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421 or exc.code < 400:
+                self._drop(index)
+            raise (_Permanent if 500 <= exc.code < 600 else _Transient)(_error_text(exc)) from None
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise _Permanent(_error_text(exc)) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._drop(index)
+            raise _Transient(_error_text(exc)) from None
+        except ValueError as exc:  # aiosmtplib refuses an address it cannot quote safely
+            raise _Permanent(f"cannot send to this address: {exc}") from None
+
+    async def _connection(self, index: int) -> aiosmtplib.SMTP:
+        smtp = self._clients[index]
+        if smtp is not None and smtp.is_connected:
+            return smtp
+        self._drop(index)
+        smtp = self.config.client(local_hostname=self._helo)
+        try:
+            await smtp.connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            smtp.close()
+            raise _NoConnection(f"cannot connect to {self.config.host}:{self.config.port}: "
+                                f"{_error_text(exc)}") from None
+        self._clients[index] = smtp
+        return smtp
+
+    def _drop(self, index: int) -> None:
+        smtp, self._clients[index] = self._clients[index], None
+        if smtp is not None:
+            smtp.close()
+
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """Say QUIT on open connections (briefly), then close them."""
+        for index, smtp in enumerate(self._clients):
+            if smtp is not None and smtp.is_connected:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                    await asyncio.wait_for(smtp.quit(), timeout)
+            self._drop(index)
+
+    def close(self) -> None:
+        for index in range(len(self._clients)):
+            self._drop(index)
+
+
+async def drain_once(settings: Settings, db: Database, *, batch: int = 50, config: SmtpConfig | None = None,
+                     **options: Any) -> int:
+    """One pass over the outbox with a sender of its own (the worker keeps one sender to reuse connections).
+
+    `options` are OutboxSender's: lease_s, backoff_base_s, backoff_cap_s, max_attempts, max_age, connections.
+    """
+    sender = OutboxSender(settings, db, config=config, batch=batch, **options)
+    try:
+        return await sender.drain_once()
+    finally:
+        await sender.aclose()
