@@ -111,7 +111,7 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
         print(f"plenary: {exc}", file=sys.stderr)
         return 2
     password = args.password or secrets.token_urlsafe(12)
-    problem = security.password_problem(password)
+    problem = security.password_problem(password, (email, name))
     if problem:
         print(f"plenary: {problem}", file=sys.stderr)
         return 2

@@ -16,9 +16,11 @@ import secrets
 from functools import lru_cache
 
 from passlib.context import CryptContext
+from zxcvbn import zxcvbn
 
 PASSWORD_MIN = 12
 PASSWORD_MAX = 256
+MIN_STRENGTH = 3  # zxcvbn score 0-4; 3 = "safely unguessable" against an online or slowed offline attack
 CSRF_COOKIE = "plenary_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -62,24 +64,19 @@ def verify_password(plain: str, stored: str | None, ctx: CryptContext) -> tuple[
         return False, None
 
 
-def password_problem(plain: str) -> str | None:
-    """Why a new password is refused, or None. Length only: composition rules make passwords worse."""
+def password_problem(plain: str, user_inputs: tuple[str, ...] = ()) -> str | None:
+    """Why a new password is refused, or None. No composition rules (they make passwords worse); instead length
+    limits and zxcvbn's guessability estimate, which knows common passwords, keyboard walks, repeats, dates
+    and the member's own name and address (`user_inputs`)."""
     if len(plain) < PASSWORD_MIN:
         return f"Use at least {PASSWORD_MIN} characters. A few words in a row make a good password."
     if len(plain) > PASSWORD_MAX:
         return f"Use at most {PASSWORD_MAX} characters."
-    if plain.strip() == "" or len(set(plain)) < 4:
-        return "This password is too easy to guess."
-    if plain.lower() in COMMON_PASSWORDS:
-        return "This password is on the list of the most common passwords. Choose another."
+    verdict = zxcvbn(plain[:100], user_inputs=[u for u in user_inputs if u])
+    if verdict["score"] < MIN_STRENGTH:
+        hint = verdict["feedback"]["warning"] or "It would be easy to guess."
+        return f"This password is too easy to guess. {hint} Add another word or two."
     return None
-
-
-COMMON_PASSWORDS = frozenset(
-    """123456789012 1234567890123 password1234 passwordpassword qwertyuiopas qwertyuiop123 123456123456
-    iloveyou1234 administrator adminadmin123 letmeinletmein welcome12345 abc123abc123 111111111111
-    000000000000 password123! changemechangeme qwerty123456 1q2w3e4r5t6y 1qaz2wsx3edc plenaryplenary""".split()
-)
 
 
 def new_token() -> str:
