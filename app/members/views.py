@@ -39,8 +39,18 @@ async def healthz(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
+    from app.proposals import queries as proposal_queries
+    from app.proposals.display import display_context
+
     me = web.require_member(request)
-    return render(request, "members/home.html", {"me": me})
+
+    def load() -> Any:
+        with web.db(request).read() as s:
+            return proposal_queries.home(s, me)
+
+    listing = await run_db(load)
+    return render(request, "members/home.html",
+                  {"me": me, "listing": listing, **display_context(request.app.state.org_tz or "UTC")})
 
 
 async def setup(request: Request) -> Response:
