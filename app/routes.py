@@ -8,7 +8,9 @@ from starlette.staticfiles import StaticFiles
 from app.mail import views as mail
 from app.members import import_views
 from app.members import views as members
+from app.proposals import views as proposals
 from app.settings import ROOT
+from app.voting import views as voting
 
 routes = [
     Route("/", members.home, name="home"),
@@ -50,6 +52,30 @@ routes = [
     Route("/admin/groups/{group_id:int}/delete", members.admin_group_delete, methods=["POST"],
           name="admin:group_delete"),
     Route("/admin/audit", members.admin_audit, methods=["GET"], name="admin:audit"),
+    # proposals
+    Route("/proposals", proposals.proposal_list, methods=["GET"], name="proposals:list"),
+    Route("/proposals/{proposal_id:int}", proposals.detail, methods=["GET"], name="proposals:detail"),
+    Route("/proposals/{proposal_id:int}/history", proposals.history, methods=["GET"],
+          name="proposals:history"),
+    Route("/admin/proposals/new", proposals.new, methods=["GET", "POST"], name="proposals:new"),
+    Route("/admin/proposals/{proposal_id:int}/edit", proposals.edit, methods=["GET", "POST"],
+          name="proposals:edit"),
+    Route("/admin/proposals/{proposal_id:int}/publish", proposals.publish, methods=["POST"],
+          name="proposals:publish"),
+    Route("/admin/proposals/{proposal_id:int}/close", proposals.close, methods=["POST"],
+          name="proposals:close"),
+    Route("/admin/proposals/{proposal_id:int}/clarify", proposals.clarify, methods=["POST"],
+          name="proposals:clarify"),
+    Route("/admin/proposals/{proposal_id:int}/outcome", proposals.outcome, methods=["POST"],
+          name="proposals:outcome"),
+    # end proposals
+    # voting
+    Route("/proposals/{proposal_id:int}/vote", voting.cast, methods=["POST"], name="voting:cast"),
+    Route("/proposals/{proposal_id:int}/results", voting.results, name="voting:results"),
+    Route("/proposals/{proposal_id:int}/results.json", voting.results_json, name="voting:results_json"),
+    Route("/proposals/{proposal_id:int}/results.csv", voting.results_csv, name="voting:results_csv"),
+    Route("/proposals/{proposal_id:int}/ballots.csv", voting.ballots_csv, name="voting:ballots_csv"),
+    Route("/proposals/{proposal_id:int}/receipt", voting.check_receipt, methods=["POST"], name="voting:receipt"),
     Route("/admin/outbox", mail.outbox, methods=["GET"], name="admin:outbox"),
     Route("/admin/outbox/{message_id:int}", mail.outbox_message, methods=["GET"], name="admin:outbox_message"),
     Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),

@@ -108,6 +108,13 @@ class Settings:
             raise SettingsError("PLENARY_SECRET_KEY must be at least 32 characters")
         if self.env == "production" and parts.scheme != "https":
             raise SettingsError("PLENARY_BASE_URL must be https in production")
+        if self.smtp_url:
+            from app.mail.sender import SmtpConfig
+
+            try:
+                SmtpConfig.from_url(self.smtp_url)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from exc
         if not self.trusted_hosts:
             changes["trusted_hosts"] = (parts.hostname,)
         return _replace(self, **changes) if changes else self

@@ -53,6 +53,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["localtime"] = localtime
     env.filters["plural"] = plural
+    env.filters["markdown"] = _markdown
     return env
 
 
@@ -69,6 +70,12 @@ def _context(request: Request) -> dict[str, Any]:
         "org_name": getattr(state, "org_name", None) or "Plenary",
         "org_tz": getattr(state, "org_tz", "UTC"),
     }
+
+
+def _markdown(text: str | None) -> Any:
+    from app.markdown import render_markdown
+
+    return render_markdown(text or "")
 
 
 def localtime(value: dt.datetime | None, tz: str = "UTC", fmt: str = "%-d %b %Y, %H:%M") -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import secrets
 
 from sqlalchemy.orm import Session
 
 from app import security
 from app.members.models import Group, GroupMembership, Member
+from app.proposals.models import Proposal
 
 _seq = itertools.count(1)
 # Cheap hashing parameters for fixtures; the app's own hashing uses the test settings' parameters.
@@ -37,3 +40,30 @@ def make_group(session: Session, *, name: str | None = None, description: str = 
     session.add(group)
     session.flush()
     return group
+
+
+def make_proposal(session: Session, *, title: str = "Paint the hall green?", method: str = "yes_no",
+                  options: tuple[str, ...] = (), secret: bool = True, visibility: str = "after_close",
+                  state: str = "draft", closes_in: dt.timedelta = dt.timedelta(days=3),
+                  groups: tuple[Group, ...] = (), created_by: int | None = None, **fields: object) -> Proposal:
+    """A proposal (draft unless told otherwise) with its options; `state="open"` opens it through the service."""
+    from app.db import utcnow
+    from app.proposals.models import Option, ProposalGroup
+
+    p = Proposal(public_id=secrets.token_urlsafe(12), title=title, method=method, secret=secret,
+                 visibility=visibility, audience_all=not groups, closes_at=utcnow() + closes_in,
+                 created_by=created_by, state="scheduled" if state == "scheduled" else "draft", **fields)
+    session.add(p)
+    session.flush()
+    for i, label in enumerate(options):
+        session.add(Option(proposal_id=p.id, position=i, label=label))
+    for g in groups:
+        session.add(ProposalGroup(proposal_id=p.id, group_id=g.id))
+    session.flush()
+    if state == "open":
+        from app.settings import Settings
+        from app.voting.services import open_proposal  # settings are not used when opening
+
+        open_proposal(session, Settings(base_url="http://testserver", secret_key="x" * 40, env="test"), p.id)
+        session.flush()
+    return p

@@ -135,7 +135,7 @@ def clean_name(name: str, label: str = "Name", limit: int = NAME_MAX) -> str:
 
 
 def set_password(member: Member, password: str, pwd_ctx: Any) -> None:
-    problem = security.password_problem(password or "")
+    problem = security.password_problem(password or "", (member.email, member.name))
     if problem:
         raise MemberError(problem)
     member.password_hash = security.hash_password(password, pwd_ctx)

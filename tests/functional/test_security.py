@@ -17,7 +17,7 @@ UNSAFE = sorted(
 
 def concrete(path: str) -> str:
     return path.replace("{token}", "x" * 43).replace("{member_id:int}", "1").replace("{group_id:int}", "1") \
-        .replace("{message_id:int}", "1")
+        .replace("{message_id:int}", "1").replace("{proposal_id:int}", "1")
 
 
 def count(db, model) -> int:

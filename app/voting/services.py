@@ -1,0 +1,391 @@
+"""Voting's domain rules: open a proposal, cast and change ballots, close and count, read results.
+
+The secret-ballot mechanics (see docs/SECRET_BALLOTS.md): a participation row says who voted; the ballot row
+holds the choice under `voter_ref = HMAC(ballot_key, member_id)`; at close the ballots are counted, copied in
+random order to `counted_ballots` without any voter reference, the originals deleted and the key erased.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.members.guard import audit
+from app.members.models import GroupMembership, Member, Status
+from app.proposals.models import Method, Option, Proposal, ProposalGroup, State, Visibility
+from app.settings import Settings
+from app.voting import ballots as ballot_rules
+from app.voting.ballots import BallotError
+from app.voting.models import Ballot, CountedBallot, Eligibility, Participation
+from app.voting.results import build_result
+
+log = logging.getLogger("plenary.voting")
+
+SMALL_CELL = 5  # breakdown cells with fewer secret ballots are hidden
+
+
+class VotingError(ValueError):
+    """A voting action the rules refuse. `status` is the HTTP status a view should answer with."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- keys, references, receipts -------------------------------------------------------------------------------
+
+def voter_ref(key: bytes, member_id: int) -> bytes:
+    return hmac.new(key, f"member:{member_id}".encode(), hashlib.sha256).digest()
+
+
+def new_receipt() -> str:
+    """80 random bits as 16 base32 characters in four groups, e.g. K7F2-9QXM-3TZA-P4LW."""
+    raw = base64.b32encode(secrets.token_bytes(10)).decode()
+    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+
+
+def receipt_hash(code: str) -> str:
+    normal = "".join(c for c in code.upper() if c.isalnum())
+    return hashlib.sha256(f"receipt:{normal}".encode()).hexdigest()
+
+
+def fingerprint(receipt_hash_hex: str) -> str:
+    return receipt_hash_hex[:12]
+
+
+# --- opening ---------------------------------------------------------------------------------------------------
+
+def audience_query(p: Proposal) -> Any:
+    """Active members in the proposal's audience (the eligible members, before voting opens)."""
+    q = select(Member.id).where(Member.status != Status.DEACTIVATED)
+    if not p.audience_all:
+        q = q.where(Member.id.in_(select(GroupMembership.member_id).join(
+            ProposalGroup, ProposalGroup.group_id == GroupMembership.group_id).where(
+            ProposalGroup.proposal_id == p.id)))
+    return q
+
+
+def audience_size(session: Session, p: Proposal) -> int:
+    if p.state in (State.OPEN, State.CLOSED):
+        return p.eligible_count
+    return session.scalar(select(func.count()).select_from(audience_query(p).subquery())) or 0
+
+
+def _locked(session: Session, proposal_id: int) -> Proposal:
+    p = session.scalar(select(Proposal).where(Proposal.id == proposal_id).with_for_update())
+    if p is None:
+        raise VotingError("No such proposal.", 404)
+    return p
+
+
+def open_proposal(session: Session, settings: Settings, proposal_id: int, *, now: dt.datetime | None = None,
+                  actor_id: int | None = None) -> None:
+    now = now or utcnow()
+    p = _locked(session, proposal_id)
+    if p.state not in (State.DRAFT, State.SCHEDULED):
+        raise VotingError("Only a draft or scheduled proposal can open.")
+    if p.closes_at is None or p.closes_at <= now:
+        raise VotingError("The deadline must be in the future for voting to open.", 400)
+    n_options = session.scalar(select(func.count()).select_from(Option).where(Option.proposal_id == p.id)) or 0
+    if p.method != Method.YES_NO and n_options < 2:
+        raise VotingError("A question needs at least two options.", 400)
+    labels = [lbl.strip().lower() for lbl in session.scalars(select(Option.label).where(Option.proposal_id == p.id))]
+    if len(set(labels)) != len(labels):
+        raise VotingError("Two options have the same label; give each option its own.", 400)
+    # Eligibility is frozen now: who joins a group later can read but not vote.
+    audience = audience_query(p).subquery()
+    session.execute(insert(Eligibility).from_select(["proposal_id", "member_id"],
+                                                    select(literal(p.id), audience.c.id)))
+    p.eligible_count = session.scalar(
+        select(func.count()).select_from(Eligibility).where(Eligibility.proposal_id == p.id)) or 0
+    p.ballot_key = secrets.token_bytes(32)
+    p.state, p.opened_at = State.OPEN, now
+    if p.opens_at is None or p.opens_at > now:
+        p.opens_at = now
+    audit(session, "proposal.open", actor_id=actor_id, object_type="proposal", object_id=p.id,
+          summary=f"Voting opened on {p.title} for {p.eligible_count} members")
+
+
+# --- casting ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CastResult:
+    receipt: str
+    changed: bool
+
+
+_ELIGIBLE = select(Eligibility.member_id).where(Eligibility.proposal_id == bindparam("pid"),
+                                                Eligibility.member_id == bindparam("mid"))
+_GROUPS = select(GroupMembership.group_id).where(GroupMembership.member_id == bindparam("mid")).order_by(
+    GroupMembership.group_id)
+_OPTION_IDS = select(Option.id).where(Option.proposal_id == bindparam("pid")).order_by(Option.position)
+
+
+def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, member_id: int, raw_choice: object,
+                via: str = "web", now: dt.datetime | None = None) -> CastResult:
+    """Record or replace a member's ballot. One ballot per member is the unique (proposal, voter_ref) key;
+    two racing submissions both upsert the same row, so exactly one ballot remains."""
+    now = now or utcnow()
+    p = session.get(Proposal, proposal_id)
+    if p is None:
+        raise VotingError("No such proposal.", 404)
+    if p.state != State.OPEN or p.ballot_key is None:
+        raise VotingError("Voting has not opened yet." if p.state in (State.DRAFT, State.SCHEDULED)
+                          else "Voting on this proposal has closed.")
+    if p.closes_at is not None and p.closes_at <= now:
+        raise VotingError("Voting on this proposal has closed.")
+    if session.execute(_ELIGIBLE, {"pid": p.id, "mid": member_id}).first() is None:
+        raise VotingError("You are not eligible to vote on this proposal: it was put to other members.", 403)
+    option_ids = list(session.scalars(_OPTION_IDS, {"pid": p.id}))
+    try:
+        choice = ballot_rules.check_choice(p, option_ids, raw_choice)
+    except BallotError as exc:
+        raise VotingError(str(exc), 400) from exc
+    receipt = new_receipt()
+    groups = ",".join(str(g) for g in session.scalars(_GROUPS, {"mid": member_id}))
+    dialect = session.get_bind().dialect.name
+    ins = sqlite_insert if dialect == "sqlite" else pg_insert
+    new = session.execute(
+        ins(Participation).values(proposal_id=p.id, member_id=member_id, voted_on=now.date(), via=via)
+        .on_conflict_do_nothing(index_elements=["proposal_id", "member_id"]).returning(Participation.member_id)
+    ).first() is not None
+    stmt = ins(Ballot).values(
+        id=secrets.token_bytes(16), proposal_id=p.id, voter_ref=voter_ref(p.ballot_key, member_id),
+        choice=choice, receipt_hash=receipt_hash(receipt), group_ids=groups,
+        voter_id=None if p.secret else member_id)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["proposal_id", "voter_ref"],
+        set_={"choice": stmt.excluded.choice, "receipt_hash": stmt.excluded.receipt_hash,
+              "group_ids": stmt.excluded.group_ids}))
+    return CastResult(receipt=receipt, changed=not new)
+
+
+def current_choice(session: Session, p: Proposal, member_id: int) -> object | None:
+    """The member's ballot while voting is open (the key still exists), else None."""
+    if p.ballot_key is None:
+        return None
+    return session.scalar(select(Ballot.choice).where(Ballot.proposal_id == p.id,
+                                                      Ballot.voter_ref == voter_ref(p.ballot_key, member_id)))
+
+
+def voted_proposal_ids(session: Session, member_id: int, proposal_ids: list[int]) -> set[int]:
+    if not proposal_ids:
+        return set()
+    return set(session.scalars(select(Participation.proposal_id).where(
+        Participation.member_id == member_id, Participation.proposal_id.in_(proposal_ids))))
+
+
+def is_eligible(session: Session, proposal_id: int, member_id: int) -> bool:
+    return session.execute(_ELIGIBLE, {"pid": proposal_id, "mid": member_id}).first() is not None
+
+
+# --- the panel on the proposal page ----------------------------------------------------------------------------
+
+@dataclass
+class VotePanel:
+    proposal: Proposal
+    options: list[Option]
+    eligible: bool
+    voted: bool
+    choice: object | None
+    choice_text: str
+    can_vote: bool
+    reason: str
+    show_tally: bool
+    tally: dict[str, Any] | None
+    turnout: int
+    receipt: str | None = None
+    error: str | None = None
+    form: dict[str, str] = field(default_factory=dict)
+
+
+def tally_visible(p: Proposal, voted: bool, is_admin: bool = False) -> bool:
+    """Whether a live tally may be shown now. Never for secret ballots before close."""
+    if p.state == State.CLOSED:
+        return True
+    if p.state != State.OPEN or p.secret:
+        return False
+    return p.visibility == Visibility.LIVE or (p.visibility == Visibility.AFTER_VOTE and voted)
+
+
+def live_result(session: Session, p: Proposal, options: list[Option]) -> dict[str, Any]:
+    choices = list(session.scalars(select(Ballot.choice).where(Ballot.proposal_id == p.id)))
+    return build_result(p, ballot_rules.count(p, [(o.id, o.label) for o in options], choices,
+                                              eligible=max(p.eligible_count, len(choices))))
+
+
+def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetime | None = None) -> VotePanel:
+    now = now or utcnow()
+    options = list(session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
+    eligible = is_eligible(session, p.id, member_id) if p.state in (State.OPEN, State.CLOSED) else False
+    voted = p.id in voted_proposal_ids(session, member_id, [p.id])
+    choice = current_choice(session, p, member_id) if voted else None
+    labels = {str(o.id): o.label for o in options}
+    reason = ""
+    if p.state != State.OPEN or (p.closes_at and p.closes_at <= now):
+        reason = "Voting has closed." if p.state in (State.OPEN, State.CLOSED) else "Voting has not opened yet."
+    elif not eligible:
+        reason = "This proposal was put to other members, so you cannot vote on it."
+    show = tally_visible(p, voted)
+    tally_data = None
+    if show:
+        tally_data = p.result if p.state == State.CLOSED else live_result(session, p, options)
+    turnout = session.scalar(select(func.count()).select_from(Participation).where(
+        Participation.proposal_id == p.id)) or 0
+    return VotePanel(proposal=p, options=options, eligible=eligible, voted=voted, choice=choice,
+                     choice_text=ballot_rules.describe(choice, labels, p.method) if choice is not None else "",
+                     can_vote=not reason, reason=reason, show_tally=show, tally=tally_data, turnout=turnout)
+
+
+# --- closing ---------------------------------------------------------------------------------------------------
+
+def close_proposal(session: Session, settings: Settings, proposal_id: int, *, actor_id: int | None,
+                   reason: str = "", now: dt.datetime | None = None, org_name: str = "Plenary") -> None:
+    """Count once, store the result, move the ballots out of reach of any voter link, erase the key, and queue
+    the results email to every eligible member. All in the caller's transaction: it happens whole or not."""
+    from app.voting.notify import enqueue_results
+
+    now = now or utcnow()
+    p = _locked(session, proposal_id)
+    if p.state != State.OPEN:
+        raise VotingError("Only an open proposal can be closed.")
+    options = list(session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
+    rows = session.execute(select(Ballot.choice, Ballot.receipt_hash, Ballot.group_ids, Ballot.voter_id)
+                           .where(Ballot.proposal_id == p.id)).all()
+    participants = session.scalar(select(func.count()).select_from(Participation).where(
+        Participation.proposal_id == p.id)) or 0
+    counted = ballot_rules.count(p, [(o.id, o.label) for o in options], [r.choice for r in rows],
+                                 eligible=max(p.eligible_count, len(rows)))
+    result = build_result(p, counted)
+    result["integrity"] = {"ballots": len(rows), "participants": participants, "ok": len(rows) == participants}
+    result["breakdown"] = breakdown(p, options, rows)
+    shuffled = list(rows)
+    secrets.SystemRandom().shuffle(shuffled)
+    if shuffled:
+        session.execute(insert(CountedBallot), [
+            {"id": secrets.token_bytes(16), "proposal_id": p.id, "choice": r.choice,
+             "receipt_hash": r.receipt_hash, "group_ids": r.group_ids,
+             "voter_id": None if p.secret else r.voter_id} for r in shuffled])
+    session.execute(delete(Ballot).where(Ballot.proposal_id == p.id))
+    p.ballot_key = None
+    p.state, p.closed_at, p.close_reason = State.CLOSED, now, reason[:500]
+    p.result, p.ballots_counted = result, len(rows)
+    early = p.closes_at is not None and now < p.closes_at
+    audit(session, "proposal.close_early" if early else "proposal.close", actor_id=actor_id,
+          object_type="proposal", object_id=p.id, summary=f"{p.title}: {result['verdict']}",
+          reason=reason[:500])
+    enqueue_results(session, settings, p, org_name=org_name)
+
+
+def breakdown(p: Proposal, options: list[Option], rows: list[Any]) -> list[dict[str, Any]]:
+    """Per group: ballots and the count per choice. Secret ballots hide groups with fewer than 5 ballots."""
+    per_group: dict[str, list[object]] = {}
+    for r in rows:
+        for gid in filter(None, (r.group_ids or "").split(",")):
+            per_group.setdefault(gid, []).append(r.choice)
+    out = []
+    for gid, choices in sorted(per_group.items(), key=lambda kv: int(kv[0])):
+        hidden = p.secret and len(choices) < SMALL_CELL
+        out.append({"group_id": int(gid), "ballots": None if hidden else len(choices), "hidden": hidden,
+                    "counts": None if hidden else _first_choice_counts(p, options, choices)})
+    return out
+
+
+def _first_choice_counts(p: Proposal, options: list[Option], choices: list[object]) -> dict[str, int]:
+    """Per choice label: yes/no/abstain or the option chosen (multiple: each pick; ranked: first preference;
+    score: the options given the ballot's top score)."""
+    label = {str(o.id): o.label for o in options} | {"yes": "Yes", "no": "No", "abstain": "Abstain",
+                                                     "__none__": "None of these"}
+    counts: dict[str, int] = {}
+    for c in choices:
+        if p.method in (Method.YES_NO, Method.SINGLE):
+            keys = [str(c)]
+        elif p.method == Method.MULTIPLE:
+            keys = list(c)  # type: ignore[call-overload]
+        elif p.method == Method.RANKED:
+            keys = [c[0]] if c else []  # type: ignore[index]
+        else:
+            scores = dict(c)  # type: ignore[call-overload]
+            keys = [k for k, v in scores.items() if v == max(scores.values())]
+        for k in keys:
+            name = label.get(k, k)
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def run_due_transitions(db: Any, settings: Settings, *, now: dt.datetime | None = None) -> int:
+    """Open scheduled proposals whose time has come and close open ones past their deadline; the worker calls
+    this every tick. Each proposal changes in a transaction of its own, under a row lock, so several workers
+    can race for it: the loser finds it already changed and moves on."""
+    from app.members.services import get_org
+
+    now = now or utcnow()
+    with db.read() as s:
+        org = get_org(s)
+        to_open = list(s.scalars(select(Proposal.id).where(Proposal.state == State.SCHEDULED,
+                                                           Proposal.opens_at <= now)))
+        to_close = list(s.scalars(select(Proposal.id).where(Proposal.state == State.OPEN,
+                                                            Proposal.closes_at <= now)))
+    done = 0
+    for pid in to_open:
+        try:
+            with db.begin() as s:
+                open_proposal(s, settings, pid, now=now)
+            done += 1
+        except VotingError as exc:
+            log.warning("proposal %s could not open: %s", pid, exc)
+    for pid in to_close:
+        try:
+            with db.begin() as s:
+                close_proposal(s, settings, pid, actor_id=None, now=now, org_name=org.name if org else "Plenary")
+            done += 1
+        except VotingError as exc:
+            log.info("proposal %s not closed here: %s", pid, exc)
+    return done
+
+
+# --- after close -----------------------------------------------------------------------------------------------
+
+def receipts(session: Session, p: Proposal) -> list[tuple[str, object | None]]:
+    """Every counted ballot's receipt fingerprint, sorted, with its choice where the proposal publishes them."""
+    rows = session.execute(select(CountedBallot.receipt_hash, CountedBallot.choice).where(
+        CountedBallot.proposal_id == p.id).order_by(CountedBallot.receipt_hash)).all()
+    return [(fingerprint(h), c if p.publish_choices else None) for h, c in rows]
+
+
+def check_receipt(session: Session, p: Proposal, code: str) -> tuple[bool, object | None]:
+    """Whether a receipt code's ballot is in the count (after close), and its choice if published."""
+    h = receipt_hash(code or "")
+    model = CountedBallot if p.state == State.CLOSED else Ballot
+    row = session.execute(select(model.choice).where(model.proposal_id == p.id,
+                                                     model.receipt_hash == h)).first()
+    if row is None:
+        return False, None
+    return True, row.choice if p.publish_choices and p.state == State.CLOSED else None
+
+
+def open_ballots(session: Session, p: Proposal) -> list[tuple[str, object]]:
+    """Who voted what, for open (non-secret) ballots after close only."""
+    if p.secret or p.state != State.CLOSED:
+        return []
+    rows = session.execute(select(Member.name, CountedBallot.choice).join(
+        Member, Member.id == CountedBallot.voter_id).where(CountedBallot.proposal_id == p.id)
+        .order_by(Member.name)).all()
+    return [(name, choice) for name, choice in rows]
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True)

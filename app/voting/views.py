@@ -1,0 +1,188 @@
+"""Casting a ballot (full page or htmx fragment), the results page, downloads and receipt checks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app import htmx, web
+from app.db import run_db
+from app.proposals.models import Method, Option, Proposal, State
+from app.templating import render, see_other
+from app.voting import ballots as ballot_rules
+from app.voting import services
+from app.voting.services import VotingError
+
+RECEIPT_COOKIE = "plenary_receipt"
+
+
+def _visible(session: Any, request: Request, proposal_id: int) -> Proposal:
+    """The proposal if the signed-in member may see it; 404 otherwise (drafts and other audiences included)."""
+    from app.proposals.services import can_see
+
+    me = web.require_member(request)
+    p = session.get(Proposal, proposal_id)
+    if p is None or not can_see(session, me, p):
+        raise HTTPException(404)
+    return p
+
+
+async def cast(request: Request) -> Response:
+    me = web.require_member(request)
+    proposal_id = request.path_params["proposal_id"]
+    data = await web.form(request)
+
+    def do() -> tuple[services.VotePanel, str | None, str | None, int]:
+        with web.db(request).begin() as s:
+            p = _visible(s, request, proposal_id)
+            option_ids = [o.id for o in s.query(Option).filter(Option.proposal_id == p.id)
+                          .order_by(Option.position)]
+            try:
+                raw = ballot_rules.choice_from_form(p.method, option_ids, data, data.getlist)
+                result = services.cast_ballot(s, web.settings(request), proposal_id=p.id, member_id=me.id,
+                                              raw_choice=raw)
+            except ballot_rules.BallotError as exc:
+                error, status, receipt = str(exc), 400, None
+            except VotingError as exc:
+                error, status, receipt = str(exc), exc.status, None
+            else:
+                error, status, receipt = None, 200, result.receipt
+        with web.db(request).read() as s:
+            p = s.get(Proposal, proposal_id)
+            panel = services.vote_panel(s, p, me.id)
+        return panel, error, receipt, status
+
+    panel, error, receipt, status = await run_db(do)
+    panel.error, panel.receipt = error, receipt
+    if error and not panel.voted:
+        panel.form = {k: v for k, v in data.items() if isinstance(v, str) and k != "csrf_token"}
+    if htmx.is_partial(request):
+        return render(request, "voting/_vote_panel.html", {"panel": panel}, status_code=status)
+    if error:
+        return render(request, "voting/vote_error.html", {"panel": panel, "error": error}, status_code=status)
+    response = see_other(request.url_for("proposals:detail", proposal_id=proposal_id).path + "#vote-panel",
+                         "Your vote is recorded.")
+    # The receipt is shown once on the next page; it lives in a short cookie scoped to this proposal.
+    response.set_cookie(RECEIPT_COOKIE, receipt or "", max_age=120, httponly=True, samesite="lax",
+                        secure=web.settings(request).secure_cookies, path=f"/proposals/{proposal_id}")
+    return response
+
+
+def pop_receipt(request: Request, response: Response) -> None:
+    """For the proposal page: move a just-issued receipt from its cookie into the page, once."""
+    if request.cookies.get(RECEIPT_COOKIE):
+        response.delete_cookie(RECEIPT_COOKIE, path=request.url.path)
+
+
+def receipt_from_cookie(request: Request) -> str | None:
+    value = request.cookies.get(RECEIPT_COOKIE, "")
+    return value if len(value) == 19 else None
+
+
+async def results(request: Request) -> Response:
+    proposal_id = request.path_params["proposal_id"]
+    me = web.require_member(request)
+
+    def load() -> dict[str, Any]:
+        with web.db(request).read() as s:
+            p = _visible(s, request, proposal_id)
+            if p.state != State.CLOSED:
+                panel = services.vote_panel(s, p, me.id)
+                return {"proposal": p, "panel": panel, "result": panel.tally if panel.show_tally else None,
+                        "receipts": [], "open_ballots": [], "groups": {}}
+            from app.members.models import Group
+
+            groups = {g.id: g.name for g in s.query(Group)}
+            return {"proposal": p, "panel": None, "result": p.result, "receipts": services.receipts(s, p),
+                    "open_ballots": services.open_ballots(s, p), "groups": groups}
+
+    ctx = await run_db(load)
+    return render(request, "voting/results.html", ctx)
+
+
+async def results_json(request: Request) -> Response:
+    p, result = await _closed_result(request)
+    return JSONResponse({"proposal": {"id": p.id, "public_id": p.public_id, "title": p.title,
+                                      "method": p.method, "closed_at": p.closed_at.isoformat() if p.closed_at
+                                      else None},
+                         "result": result},
+                        headers={"content-disposition": f'attachment; filename="result-{p.id}.json"'})
+
+
+async def results_csv(request: Request) -> Response:
+    p, result = await _closed_result(request)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    score = p.method == Method.SCORE
+    w.writerow(["option", "ballots" if score else "votes", "average" if score else "percent"])
+    for row in result.get("rows", []):
+        w.writerow([_cell(row["label"]), row["count"], row.get("average", row["percent"])])
+    return _csv(buf.getvalue(), f"result-{p.id}.csv")
+
+
+async def ballots_csv(request: Request) -> Response:
+    proposal_id = request.path_params["proposal_id"]
+
+    def load() -> tuple[Proposal, list[tuple[str, object]], dict[str, str]]:
+        with web.db(request).read() as s:
+            p = _visible(s, request, proposal_id)
+            if p.secret or p.state != State.CLOSED:
+                raise HTTPException(404)
+            labels = {str(o.id): o.label for o in s.query(Option).filter(Option.proposal_id == p.id)}
+            return p, services.open_ballots(s, p), labels
+
+    p, rows, labels = await run_db(load)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["member", "choice"])
+    for name, choice in rows:
+        w.writerow([_cell(name), _cell(ballot_rules.describe(choice, labels, p.method))])
+    return _csv(buf.getvalue(), f"ballots-{p.id}.csv")
+
+
+async def check_receipt(request: Request) -> Response:
+    proposal_id = request.path_params["proposal_id"]
+    data = await web.form(request)
+    code = web.text(data, "receipt", 100)
+
+    def do() -> tuple[Proposal, bool, str]:
+        with web.db(request).read() as s:
+            p = _visible(s, request, proposal_id)
+            found, choice = services.check_receipt(s, p, code)
+            labels = {str(o.id): o.label for o in s.query(Option).filter(Option.proposal_id == p.id)}
+            return p, found, ballot_rules.describe(choice, labels, p.method) if choice is not None else ""
+
+    p, found, choice = await run_db(do)
+    ctx = {"proposal": p, "found": found, "choice": choice, "checked": True}
+    name = "voting/_receipt_check.html" if htmx.is_partial(request) else "voting/receipt.html"
+    return render(request, name, ctx, status_code=200 if found else 404)
+
+
+async def _closed_result(request: Request) -> tuple[Proposal, dict[str, Any]]:
+    proposal_id = request.path_params["proposal_id"]
+
+    def load() -> Proposal:
+        with web.db(request).read() as s:
+            p = _visible(s, request, proposal_id)
+            if p.state != State.CLOSED or p.result is None:
+                raise HTTPException(404, "Results are published when voting closes.")
+            return p
+
+    p = await run_db(load)
+    return p, json.loads(json.dumps(p.result))
+
+
+def _cell(value: str) -> str:
+    """Spreadsheets run cells that start with = + - @ as formulas; a leading quote keeps them text."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _csv(text: str, filename: str) -> Response:
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{filename}"'})
