@@ -104,10 +104,11 @@ class PlenaryMiddleware:
                 if not message.get("more_body", False):
                     break
             receive = _replay(bytes(body), receive)
-            if not scope["path"].startswith(self.exempt):
-                if not _csrf_ok(headers, bytes(body), csrf_cookie, settings.base_origin, new_csrf is None):
-                    await _error_page(scope, receive, send, 403)
-                    return
+            exempt = scope["path"].startswith(self.exempt)
+            if not exempt and not _csrf_ok(headers, bytes(body), csrf_cookie, settings.base_origin,
+                                           new_csrf is None):
+                await _error_page(scope, receive, send, 403)
+                return
 
         token = cookies.get(session_cookie_name(settings.secure_cookies))
         if token:

@@ -281,9 +281,8 @@ def test_failed_signins_are_audited(client, member, db):
 def test_rate_events_expire(db):
     from app.members.guard import purge_rate_events
 
-    with freeze_time("2026-01-01"):
-        with db.begin() as s:
-            s.add(RateEvent(key="x"))
+    with freeze_time("2026-01-01"), db.begin() as s:
+        s.add(RateEvent(key="x"))
     with db.begin() as s:
         assert purge_rate_events(s, older_than_s=3600) == 1
 
