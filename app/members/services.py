@@ -48,6 +48,10 @@ class MemberError(ValueError):
     """A request the domain refuses; the message is shown to the person who made it."""
 
 
+class NotFound(MemberError):
+    """The member or group named does not exist (views answer 404)."""
+
+
 # --- the organization -----------------------------------------------------------------------------------------
 
 def get_org(session: Session) -> Organization | None:
@@ -247,7 +251,7 @@ def set_groups(session: Session, member_id: int, group_ids: list[int]) -> None:
 def get_member(session: Session, member_id: int) -> Member:
     member = session.scalar(select(Member).options(selectinload(Member.groups)).where(Member.id == member_id))
     if member is None:
-        raise MemberError("No such member.")
+        raise NotFound("No such member.")
     return member
 
 
@@ -338,7 +342,7 @@ def rename_group(session: Session, *, actor_id: int, group_id: int, name: str, d
                  ip: str = "") -> Group:
     group = session.get(Group, group_id)
     if group is None:
-        raise MemberError("No such group.")
+        raise NotFound("No such group.")
     name = clean_name(name, "Group name", GROUP_NAME_MAX)
     clash = session.scalar(select(Group.id).where(func.lower(Group.name) == name.lower(), Group.id != group_id))
     if clash:
@@ -352,7 +356,7 @@ def rename_group(session: Session, *, actor_id: int, group_id: int, name: str, d
 def delete_group(session: Session, *, actor_id: int, group_id: int, ip: str = "") -> None:
     group = session.get(Group, group_id)
     if group is None:
-        raise MemberError("No such group.")
+        raise NotFound("No such group.")
     session.execute(delete(GroupMembership).where(GroupMembership.group_id == group_id))
     session.delete(group)
     audit(session, "group.delete", actor_id=actor_id, ip=ip, object_type="group", object_id=group_id,

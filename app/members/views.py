@@ -14,7 +14,7 @@ from app.db import run_db
 from app.members import auth, services
 from app.members.guard import RateLimited, audit
 from app.members.models import Status, TokenPurpose
-from app.members.services import MemberError
+from app.members.services import MemberError, NotFound
 from app.templating import error_response, page_or_fragment, render, see_other
 
 RATE_LIMITED = "Too many attempts. Please wait 15 minutes and try again."
@@ -459,22 +459,31 @@ async def admin_member(request: Request, errors: dict[str, str] | None = None, s
                   status_code=status)
 
 
-async def _admin_change(request: Request, change: Any, done: str) -> Response:
+async def _admin_change_failed(request: Request, key: str, change: Any) -> str | None:
+    """Run an admin's change to the member or group named in the URL in one write transaction. Returns why it
+    was refused, or None when it was done; an unknown id is a 404."""
     me = web.require_admin(request)
-    member_id = request.path_params["member_id"]
+    object_id = request.path_params[key]
     data = await web.form(request)
 
     def do() -> None:
         with web.db(request).begin() as s:
-            change(s, me, member_id, data)
+            change(s, me, object_id, data)
 
     try:
         await run_db(do)
+    except NotFound as exc:
+        raise HTTPException(404) from exc
     except MemberError as exc:
-        if str(exc) == "No such member.":
-            raise HTTPException(404) from exc
-        return await admin_member(request, {"change": str(exc)}, 400)
-    return see_other(request.url_for("admin:member", member_id=member_id).path, done)
+        return str(exc)
+    return None
+
+
+async def _admin_change(request: Request, change: Any, done: str) -> Response:
+    error = await _admin_change_failed(request, "member_id", change)
+    if error:
+        return await admin_member(request, {"change": error}, 400)
+    return see_other(request.url_for("admin:member", member_id=request.path_params["member_id"]).path, done)
 
 
 async def admin_member_role(request: Request) -> Response:
@@ -536,21 +545,8 @@ async def admin_groups(request: Request) -> Response:
 
 
 async def _group_change(request: Request, change: Any, done: str) -> Response:
-    me = web.require_admin(request)
-    group_id = request.path_params["group_id"]
-    data = await web.form(request)
-
-    def do() -> None:
-        with web.db(request).begin() as s:
-            change(s, me, group_id, data)
-
-    try:
-        await run_db(do)
-    except MemberError as exc:
-        if str(exc) == "No such group.":
-            raise HTTPException(404) from exc
-        return see_other(request.url_for("admin:groups").path, str(exc))
-    return see_other(request.url_for("admin:groups").path, done)
+    error = await _admin_change_failed(request, "group_id", change)
+    return see_other(request.url_for("admin:groups").path, error or done)
 
 
 async def admin_group(request: Request) -> Response:
