@@ -5,7 +5,9 @@ from __future__ import annotations
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.comments import views as comments
 from app.mail import views as mail
+from app.members import admin_views as admin
 from app.members import import_views
 from app.members import views as members
 from app.proposals import views as proposals
@@ -33,25 +35,25 @@ routes = [
     Route("/profile/email/{token}", members.profile_email_confirm, methods=["GET", "POST"],
           name="profile:email_confirm"),
     # administration
-    Route("/admin/members", members.admin_members, methods=["GET"], name="admin:members"),
-    Route("/admin/members/invite", members.admin_invite, methods=["GET", "POST"], name="admin:invite"),
+    Route("/admin/members", admin.admin_members, methods=["GET"], name="admin:members"),
+    Route("/admin/members/invite", admin.admin_invite, methods=["GET", "POST"], name="admin:invite"),
     Route("/admin/members/import", import_views.admin_import, methods=["GET", "POST"], name="admin:import"),
     Route("/admin/members/import/confirm", import_views.admin_import_confirm, methods=["POST"],
           name="admin:import_confirm"),
-    Route("/admin/members/{member_id:int}", members.admin_member, methods=["GET"], name="admin:member"),
-    Route("/admin/members/{member_id:int}/role", members.admin_member_role, methods=["POST"],
+    Route("/admin/members/{member_id:int}", admin.admin_member, methods=["GET"], name="admin:member"),
+    Route("/admin/members/{member_id:int}/role", admin.admin_member_role, methods=["POST"],
           name="admin:member_role"),
-    Route("/admin/members/{member_id:int}/status", members.admin_member_status, methods=["POST"],
+    Route("/admin/members/{member_id:int}/status", admin.admin_member_status, methods=["POST"],
           name="admin:member_status"),
-    Route("/admin/members/{member_id:int}/groups", members.admin_member_groups, methods=["POST"],
+    Route("/admin/members/{member_id:int}/groups", admin.admin_member_groups, methods=["POST"],
           name="admin:member_groups"),
-    Route("/admin/members/{member_id:int}/reinvite", members.admin_member_reinvite, methods=["POST"],
+    Route("/admin/members/{member_id:int}/reinvite", admin.admin_member_reinvite, methods=["POST"],
           name="admin:member_reinvite"),
-    Route("/admin/groups", members.admin_groups, methods=["GET", "POST"], name="admin:groups"),
-    Route("/admin/groups/{group_id:int}", members.admin_group, methods=["POST"], name="admin:group"),
-    Route("/admin/groups/{group_id:int}/delete", members.admin_group_delete, methods=["POST"],
+    Route("/admin/groups", admin.admin_groups, methods=["GET", "POST"], name="admin:groups"),
+    Route("/admin/groups/{group_id:int}", admin.admin_group, methods=["POST"], name="admin:group"),
+    Route("/admin/groups/{group_id:int}/delete", admin.admin_group_delete, methods=["POST"],
           name="admin:group_delete"),
-    Route("/admin/audit", members.admin_audit, methods=["GET"], name="admin:audit"),
+    Route("/admin/audit", admin.admin_audit, methods=["GET"], name="admin:audit"),
     # proposals
     Route("/proposals", proposals.proposal_list, methods=["GET"], name="proposals:list"),
     Route("/proposals/{proposal_id:int}", proposals.detail, methods=["GET"], name="proposals:detail"),
@@ -69,6 +71,27 @@ routes = [
     Route("/admin/proposals/{proposal_id:int}/outcome", proposals.outcome, methods=["POST"],
           name="proposals:outcome"),
     # end proposals
+    # comments
+    Route("/proposals/{proposal_id:int}/comments", comments.comment_list, methods=["GET"], name="comments:list"),
+    Route("/proposals/{proposal_id:int}/comments", comments.create, methods=["POST"], name="comments:create"),
+    Route("/proposals/{proposal_id:int}/arguments", comments.sides, methods=["GET"], name="comments:sides"),
+    Route("/proposals/{proposal_id:int}/comments/close", comments.close, methods=["POST"], name="comments:close"),
+    Route("/proposals/{proposal_id:int}/comments/reopen", comments.close, methods=["POST"],
+          name="comments:reopen"),
+    Route("/comments/{comment_id:int}", comments.thread, methods=["GET"], name="comments:thread"),
+    Route("/comments/{comment_id:int}/replies", comments.replies, methods=["GET"], name="comments:replies"),
+    Route("/comments/{comment_id:int}/reply", comments.reply_form, methods=["GET"], name="comments:reply"),
+    Route("/comments/{comment_id:int}/edit", comments.edit, methods=["GET", "POST"], name="comments:edit"),
+    Route("/comments/{comment_id:int}/delete", comments.delete, methods=["POST"], name="comments:delete"),
+    Route("/comments/{comment_id:int}/endorse", comments.endorse, methods=["POST"], name="comments:endorse"),
+    Route("/comments/{comment_id:int}/flag", comments.flag, methods=["GET", "POST"], name="comments:flag"),
+    Route("/comments/{comment_id:int}/hide", comments.hide, methods=["POST"], name="comments:hide"),
+    Route("/comments/{comment_id:int}/restore", comments.restore, methods=["POST"], name="comments:restore"),
+    Route("/comments/{comment_id:int}/keep", comments.keep, methods=["POST"], name="comments:keep"),
+    Route("/admin/moderation", comments.moderation_queue, methods=["GET"], name="comments:moderation"),
+    Route("/admin/moderation/blocks", comments.block, methods=["POST"], name="comments:block"),
+    Route("/admin/moderation/blocks/{block_id:int}/lift", comments.unblock, methods=["POST"],
+          name="comments:unblock"),
     # voting
     Route("/proposals/{proposal_id:int}/vote", voting.cast, methods=["POST"], name="voting:cast"),
     Route("/proposals/{proposal_id:int}/results", voting.results, name="voting:results"),
