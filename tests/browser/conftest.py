@@ -86,17 +86,20 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def open_browser(browser: Any, server: PlenaryServer, tmp_path: Path) -> Iterator[Callable[[str], Browsing]]:
-    """Opens a browser context (one person on their own device); screenshots go to tmp_path/screenshots/."""
+def open_browser(browser: Any, server: PlenaryServer, tmp_path: Path) -> Iterator[Callable[..., Browsing]]:
+    """Opens a browser context (one person on their own device); screenshots go to tmp_path/screenshots/.
+
+    `javascript=False` is a browser with scripts turned off: htmx does not run, forms post and redirect.
+    """
     axe = axe_source()
     contexts: list[Any] = []
 
     def fulfil_axe(route: Any) -> None:
         route.fulfill(status=200, body=axe, content_type="application/javascript; charset=utf-8")
 
-    def open_one(name: str) -> Browsing:
+    def open_one(name: str, *, javascript: bool = True) -> Browsing:
         context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 900},
-                                      locale="en-GB")
+                                      locale="en-GB", java_script_enabled=javascript)
         contexts.append(context)
         context.route(server.base_url + AXE_PATH, fulfil_axe)
         shots = tmp_path / "screenshots" / name
