@@ -72,6 +72,7 @@ class Settings:
     password_hash_rounds: int = 2
     password_hash_memory_kib: int = 19456
     session_days: int = 30
+    reminder_hours: int = 24
     var_dir: Path = field(default=VAR)
     log_level: str = "INFO"
 
@@ -147,6 +148,13 @@ def _hosts(value: str) -> tuple[str, ...]:
     return tuple(h.strip() for h in value.split(",") if h.strip())
 
 
+def _whole_number(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise SettingsError(f"must be 0 or a positive whole number, not {value!r}")
+    return n
+
+
 def _positive_int(value: str) -> int:
     n = int(value)
     if n <= 0:
@@ -168,6 +176,7 @@ FIELDS: dict[str, tuple[str, object]] = {
     "PLENARY_PASSWORD_ROUNDS": ("password_hash_rounds", _positive_int),
     "PLENARY_PASSWORD_MEMORY_KIB": ("password_hash_memory_kib", _positive_int),
     "PLENARY_SESSION_DAYS": ("session_days", _positive_int),
+    "PLENARY_REMINDER_HOURS": ("reminder_hours", _whole_number),
     "PLENARY_VAR_DIR": ("var_dir", Path),
     "PLENARY_LOG_LEVEL": ("log_level", str.upper),
 }
