@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import policy as email_policy
-from email.headerregistry import Address, HeaderRegistry
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, MIMEPart
 from email.quoprimime import body_encode as qp_encode
 from email.utils import formataddr, formatdate, parseaddr
@@ -177,11 +177,28 @@ def _helo_name(base_url: str) -> str:
 
 # --- building messages --------------------------------------------------------------------------------------
 
+class _BracketedHeader(UnstructuredHeader):
+    """List-Unsubscribe, List-Id, In-Reply-To, References: ASCII items in angle brackets. The standard folder
+    turns an item longer than a line into RFC 2047 encoded-words, which mail clients do not decode in these
+    headers (an encoded List-Unsubscribe is a broken one), so these fold only after the commas between items."""
+
+    def fold(self, *, policy: Any) -> str:
+        value = str(self)
+        if not value.isascii():
+            return super().fold(policy=policy)
+        return f"{self.name}: " + value.replace(", ", "," + policy.linesep + " ") + policy.linesep
+
+
+_BRACKETED = ("list-unsubscribe", "list-id", "in-reply-to", "references")
+
+
 class _CachingHeaderRegistry(HeaderRegistry):
     """The standard registry, minus its cost: it makes a new header class on every lookup (twice a header)."""
 
     def __init__(self) -> None:
         super().__init__()
+        for name in _BRACKETED:
+            self.map_to_type(name, _BracketedHeader)
         self._classes: dict[str, type] = {}
 
     def __getitem__(self, name: str) -> type:
