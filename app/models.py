@@ -1,5 +1,15 @@
 """Imports every domain's models so `Base.metadata` is complete (Alembic and the tests import this module)."""
 
+from app.comments.models import (
+    Comment,
+    CommentBlock,
+    CommentClosure,
+    CommentCount,
+    CommentRevision,
+    Endorsement,
+    Flag,
+    Notification,
+)
 from app.db import Base
 from app.jobs.models import Job
 from app.mail.models import OutboxMessage
@@ -23,8 +33,15 @@ __all__ = [
     "AuthToken",
     "Ballot",
     "Clarification",
+    "Comment",
+    "CommentBlock",
+    "CommentClosure",
+    "CommentCount",
+    "CommentRevision",
     "CountedBallot",
     "Eligibility",
+    "Endorsement",
+    "Flag",
     "Option",
     "Participation",
     "Proposal",
@@ -35,6 +52,7 @@ __all__ = [
     "GroupMembership",
     "Job",
     "Member",
+    "Notification",
     "Organization",
     "OutboxMessage",
     "RateEvent",

@@ -1,0 +1,1 @@
+"""Comments: members' conversation on a proposal, admins' official responses, moderation and mentions."""
