@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import web
+from app.comments.queries import section_for as comment_section
 from app.db import run_db, utcnow
 from app.middleware import CurrentMember
 from app.proposals import queries, services
@@ -65,12 +66,13 @@ async def detail(request: Request, *, errors: dict[str, str] | None = None,
     me = web.require_member(request)
     proposal_id = _pid(request)
 
-    def load() -> queries.Detail:
+    def load() -> tuple[queries.Detail, Any]:
         with web.db(request).read() as s:
-            return queries.detail(s, me, proposal_id)
+            d = queries.detail(s, me, proposal_id)
+            return d, comment_section(s, me, d.proposal)
 
     try:
-        d = await run_db(load)
+        d, comments = await run_db(load)
     except NotFound:
         raise HTTPException(404) from None
     p = d.proposal
@@ -79,7 +81,7 @@ async def detail(request: Request, *, errors: dict[str, str] | None = None,
     policy_diff = word_diff(p.current_text, p.proposed_text) if p.kind == Kind.POLICY else None
     response = render(request, "proposals/detail.html",
                       _ctx(request, d=d, p=p, panel=d.panel, policy_diff=policy_diff, errors=errors or {},
-                           values=values or {}), status_code=status)
+                           values=values or {}, comments=comments), status_code=status)
     pop_receipt(request, response)
     return response
 
