@@ -122,7 +122,8 @@ def set_flash(response: Response, message: str) -> None:
 
 def error_response(request: Request, status: int, message: str | None = None) -> HTMLResponse:
     title, text = ERRORS.get(status, ERRORS[500])
-    return render(request, "errors/error.html",
+    name = "errors/_error.html" if htmx.is_partial(request) else "errors/error.html"
+    return render(request, name,
                   {"status": status, "title": title, "message": message or text}, status_code=status)
 
 

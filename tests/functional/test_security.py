@@ -159,3 +159,11 @@ def test_csrf_failure_is_not_audited_as_success(client, member, db):
     r = client.post("/signin", data={"email": member.email, "password": PASSWORD}, follow_redirects=False)
     assert r.status_code == 403
     assert count(db, AuditEvent) == 0
+
+
+def test_htmx_requests_get_error_fragments_not_pages(member_client):
+    r = member_client.get("/proposals/999999", headers={"HX-Request": "true"})
+    assert r.status_code == 404
+    assert "<html" not in r.text and 'role="alert"' in r.text
+    refused = member_client.post("/profile/name", data={"name": "x"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 403 and "<html" not in refused.text
