@@ -5,6 +5,11 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
+# `make bench`: the shared peers (Django polls, bare Starlette limits, mail sink) run from a temporary copy of
+# BENCH_SHARED with their own interpreter in BENCH_VENV; BENCH_ARGS go to tests/bench/bench.py.
+BENCH_SHARED ?= ../shared/bench
+BENCH_VENV   ?= .venv-bench
+BENCH_ARGS   ?=
 
 .PHONY: run demo test test-fast lint bench migrate worker smtp-sink clean
 
@@ -40,6 +45,16 @@ test: $(VENV)/.dev
 
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
+
+$(BENCH_VENV)/.installed: $(BENCH_SHARED)/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r $(BENCH_SHARED)/requirements.txt
+	@touch $@
+
+bench: $(VENV)/.dev $(BENCH_VENV)/.installed
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
+	BENCH_VENV=$(abspath $(BENCH_VENV)) PLENARY_BENCH_SHARED=$(abspath $(BENCH_SHARED)) \
+	  $(BENCH_VENV)/bin/python tests/bench/bench.py --app-python $(abspath $(PY)) $(BENCH_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check app tests migrations
