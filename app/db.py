@@ -6,12 +6,18 @@ see docs/ARCHITECTURE.md). Async handlers run a unit of work in the thread pool 
 On SQLite every connection gets WAL, foreign keys and a busy timeout. Transactions that will write are opened
 with `BEGIN IMMEDIATE`: a deferred `BEGIN` that later upgrades its read lock to a write lock fails with
 "database is locked" under concurrency no matter the timeout, because SQLite cannot wait for that upgrade.
+Within one process, write transactions also take a lock of the process first: SQLite has one writer at a
+time anyway, and a thread waiting on the lock wakes the moment it is free, where a thread waiting in
+`BEGIN IMMEDIATE` polls with sleeps of up to 100 ms (the busy handler) and, under 32 concurrent votes, gave
+up after the 5 s timeout (see docs/BENCHMARKS.md). Other processes (a `plenary worker`) still wait on the
+busy timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -95,11 +101,13 @@ class Database:
             bind=self.engine.execution_options(plenary_write=True), expire_on_commit=False
         )
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # Re-entrant, so a write unit of work that calls another one in the same thread does not block itself.
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[Session]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-        with self._write.begin() as session:
+        with self._write_lock, self._write.begin() as session:
             yield session
 
     @contextlib.contextmanager
