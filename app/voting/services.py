@@ -11,13 +11,14 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, literal, select
+from sqlalchemy import Text, bindparam, cast, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -117,6 +118,9 @@ def open_proposal(session: Session, settings: Settings, proposal_id: int, *, now
         p.opens_at = now
     audit(session, "proposal.open", actor_id=actor_id, object_type="proposal", object_id=p.id,
           summary=f"Voting opened on {p.title} for {p.eligible_count} members")
+    from app.voting.notify import on_open
+
+    on_open(session, settings, p, now=now)  # the announcement, in this transaction
 
 
 # --- casting ---------------------------------------------------------------------------------------------------
@@ -221,10 +225,20 @@ def tally_visible(p: Proposal, voted: bool, is_admin: bool = False) -> bool:
     return p.visibility == Visibility.LIVE or (p.visibility == Visibility.AFTER_VOTE and voted)
 
 
+# Identical choices are grouped by the database, so a live tally reads one row per distinct choice, not one per
+# ballot. The JSON is grouped as text: PostgreSQL's json type has no equality, and equal choices are stored as
+# equal text (a score ballot's keys in another order only makes a second group, counted the same).
+_CHOICE_TEXT = cast(Ballot.choice, Text)
+_LIVE_COUNTS = (select(_CHOICE_TEXT, func.count()).where(Ballot.proposal_id == bindparam("pid"))
+                .group_by(_CHOICE_TEXT))
+
+
 def live_result(session: Session, p: Proposal, options: list[Option]) -> dict[str, Any]:
-    choices = list(session.scalars(select(Ballot.choice).where(Ballot.proposal_id == p.id)))
+    groups = [(json.loads(text), n) for text, n in session.execute(_LIVE_COUNTS, {"pid": p.id})]
+    ballots = sum(n for _, n in groups)
+    choices = itertools.chain.from_iterable(itertools.repeat(choice, n) for choice, n in groups)
     return build_result(p, ballot_rules.count(p, [(o.id, o.label) for o in options], choices,
-                                              eligible=max(p.eligible_count, len(choices))))
+                                              eligible=max(p.eligible_count, ballots)))
 
 
 def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetime | None = None) -> VotePanel:
