@@ -1,11 +1,12 @@
-"""The outbox: every message Plenary sends is first a row here, written in the transaction that caused it."""
+"""The outbox (every message Plenary sends is first a row here, written in the transaction that caused it), and
+what members want to receive: preferences per kind, digests, the admins' defaults and weekly budget."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -44,3 +45,89 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     sent_at: Mapped[dt.datetime | None]
+
+
+# --- what members want to receive -----------------------------------------------------------------------------
+
+class Mode(enum.StrEnum):
+    """How a member wants one kind of mail: as it happens, gathered in a digest, or not at all."""
+
+    IMMEDIATELY = "immediately"
+    DIGEST = "digest"
+    NEVER = "never"
+
+
+class DigestEvery(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class MailPreference(Base):
+    """A member's own choice for one kind of mail; without a row the organization's default applies."""
+
+    __tablename__ = "mail_preferences"
+    __table_args__ = (CheckConstraint("mode IN ('immediately', 'digest', 'never')", name="mode"),)
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MemberMailSettings(Base):
+    """A member's choices that are not per kind: how often a digest comes, and "no email at all"."""
+
+    __tablename__ = "member_mail_settings"
+    __table_args__ = (CheckConstraint("digest_every IN ('daily', 'weekly')", name="digest_every"),)
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    digest_every: Mapped[str | None] = mapped_column(String(8))  # None: the organization's default
+    # Everything but sign-in links, invitations, resets and email-change messages stops.
+    unsubscribed_all: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OrgMailSettings(Base):
+    """The admins' defaults (a single row, id 1; absent means the built-in defaults)."""
+
+    __tablename__ = "org_mail_settings"
+    __table_args__ = (
+        CheckConstraint("digest_every IN ('daily', 'weekly')", name="digest_every"),
+        CheckConstraint("weekly_budget >= 0", name="weekly_budget"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    weekly_budget: Mapped[int] = mapped_column(Integer, default=5)  # 0: no limit
+    digest_every: Mapped[str] = mapped_column(String(8), default=DigestEvery.WEEKLY)
+    defaults: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # kind -> mode
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DigestItem(Base):
+    """Something a member will read in their next digest instead of in a message of its own."""
+
+    __tablename__ = "mail_digest_items"
+    __table_args__ = (
+        UniqueConstraint("member_id", "key", name="uq_mail_digest_items_member_key"),
+        Index("ix_mail_digest_items_pending", "digested_at", "member_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))  # what it is about, e.g. "announcement:p12": folded once
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    digested_at: Mapped[dt.datetime | None]
+
+
+class ProposalReminder(Base):
+    """A proposal's reminder mailing has run (or was skipped: the proposal opened inside the reminder window).
+
+    The primary key is what makes the reminder once-only when several workers race for it."""
+
+    __tablename__ = "proposal_reminders"
+
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
