@@ -7,6 +7,7 @@ the templates that is not escaped, which is why it comes back as `Markup`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import nh3
@@ -42,8 +43,12 @@ def _shift_headings(tokens: list[Token]) -> None:
             token.tag = HEADING.get(token.tag, token.tag)
 
 
+@functools.lru_cache(maxsize=512)
 def render_markdown(text: str) -> Markup:
-    """CommonMark to sanitized HTML. Raw HTML in the source is shown as text, never interpreted."""
+    """CommonMark to sanitized HTML. Raw HTML in the source is shown as text, never interpreted.
+
+    Pure and deterministic, so a text shown again and again (a proposal's body on every visit) is rendered once;
+    the result is an immutable string."""
     if not text or not text.strip():
         return Markup("")
     env: dict[str, Any] = {}

@@ -57,11 +57,28 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+URL_CACHE_SIZE = 8192
+
+
 def _context(request: Request) -> dict[str, Any]:
     state = request.app.state
+    router = request.app.router
+    # Starlette finds a route by trying each one in turn (an exception per miss), which made a page's dozen links
+    # cost more than its queries; the routes never change, so each (name, params) is looked up once per app.
+    paths: dict[tuple[str, tuple[tuple[str, Any], ...]], str] | None = getattr(state, "url_paths", None)
+    if paths is None:
+        paths = state.url_paths = {}
+
     def url_for(name: str, /, **params: Any) -> str:
         # Paths, not absolute URLs: a page never echoes the Host header back (emails use the base URL).
-        return str(request.app.url_path_for(name, **params))
+        key = (name, tuple(sorted(params.items())))
+        path = paths.get(key)
+        if path is None:
+            path = str(router.url_path_for(name, **params))
+            if len(paths) >= URL_CACHE_SIZE:
+                paths.clear()
+            paths[key] = path
+        return path
 
     return {
         "url_for": url_for,
