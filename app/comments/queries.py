@@ -94,6 +94,7 @@ class CommentView:
 class Page:
     comments: list[CommentView]
     proposal_id: int
+    pinned: list[CommentView] = field(default_factory=list)  # official responses, on a first page
     sort: str = "newest"
     after: str = ""
     next_after: str | None = None
@@ -236,8 +237,9 @@ def _with_replies(session: Session, acc: Access, tops: list[tuple[Comment, str |
 # --- pages ----------------------------------------------------------------------------------------------------
 
 def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "newest", after: str = "",
-                 paragraph: int | None = None, stance: str | None = None) -> Page:
-    """One batch of top-level comments (official responses are pinned apart, see `pinned`)."""
+                 paragraph: int | None = None, stance: str | None = None, with_pinned: bool = False) -> Page:
+    """One batch of top-level comments. Official responses are apart: `with_pinned` loads them too (for a
+    first page), in the same statements as the batch."""
     sort = sort if sort in SORTS else "newest"
     where: list[Any] = [Comment.proposal_id == p.id, Comment.parent_id.is_(None),
                         Comment.paragraph.is_(None) if paragraph is None else Comment.paragraph == paragraph,
@@ -267,13 +269,15 @@ def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "new
             where.append(Comment.id > cursor[1] if sort == "oldest" else Comment.id < cursor[1])
         q = _BASE.where(*where).order_by(Comment.id if sort == "oldest" else Comment.id.desc()).limit(limit)
     rows = session.execute(q).all()
-    views = _with_replies(session, acc, list(rows[:PAGE_SIZE]))
-    return Page(comments=views, proposal_id=p.id, sort=sort, after=after if cursor else "",
+    top = _pinned_rows(session, p, paragraph) if with_pinned else []
+    views = _with_replies(session, acc, top + list(rows[:PAGE_SIZE]))
+    return Page(comments=views[len(top):], pinned=views[:len(top)], proposal_id=p.id, sort=sort,
+                after=after if cursor else "",
                 next_after=_cursor(sort, rows[PAGE_SIZE - 1][0]) if len(rows) > PAGE_SIZE else None,
                 paragraph=paragraph, stance=stance)
 
 
-def pinned(session: Session, acc: Access, p: Proposal, paragraph: int | None = None) -> list[CommentView]:
+def _pinned_rows(session: Session, p: Proposal, paragraph: int | None) -> list[Any]:
     """Official responses to the proposal (or to one paragraph), newest first."""
     # No ORDER BY: sorted here, because with one SQLite would walk the thread index (parent_id IS NULL, in id
     # order) over every top-level comment instead of the few official ones `ix_comments_list` finds.
@@ -281,8 +285,7 @@ def pinned(session: Session, acc: Access, p: Proposal, paragraph: int | None = N
         Comment.proposal_id == p.id, Comment.parent_id.is_(None),
         Comment.paragraph.is_(None) if paragraph is None else Comment.paragraph == paragraph,
         Comment.response_status.is_not(None)).limit(PINNED_MAX * 10)).all()
-    rows = sorted(rows, key=lambda row: row[0].id, reverse=True)[:PINNED_MAX]
-    return _with_replies(session, acc, rows)
+    return sorted(rows, key=lambda row: row[0].id, reverse=True)[:PINNED_MAX]
 
 
 def reply_page(session: Session, acc: Access, parent: Comment, after: str = "") -> Page:
@@ -325,10 +328,11 @@ def counts(session: Session, p: Proposal) -> tuple[int, dict[str, int], dict[int
 
 def section(session: Session, acc: Access, p: Proposal) -> Section:
     total, stances, per_paragraph = counts(session, p)
-    top = pinned(session, acc, p)
+    page = comment_page(session, acc, p, with_pinned=True)
+    top = page.pinned
     texts = paragraphs(p.proposed_text) if p.kind == Kind.POLICY else []
     return Section(
-        proposal=p, access=acc, page=comment_page(session, acc, p), pinned=top, total=total,
+        proposal=p, access=acc, page=page, pinned=top, total=total,
         stance_counts=stances,
         paragraphs=[Paragraph(number=i, text=t, count=per_paragraph.get(i, 0)) for i, t in enumerate(texts, 1)],
         feedback_status=next((v.response_status for v in top if v.response_status), None),

@@ -97,11 +97,12 @@ async def comment_list(request: Request) -> Response:
         texts = services.paragraphs(p.proposed_text)
         if paragraph is not None and not 1 <= paragraph <= len(texts):
             raise CommentError("The proposed text has no such paragraph.", 404)
-        page = queries.comment_page(s, acc, p, sort=sort, after=after, paragraph=paragraph, stance=stance)
-        first = not page.after and not stance
+        first = not queries.parse_cursor(sort, after) and not stance
+        page = queries.comment_page(s, acc, p, sort=sort, after=after, paragraph=paragraph, stance=stance,
+                                    with_pinned=first)
         return {"p": p, "acc": acc, "page": page,
                 "paragraph_text": texts[paragraph - 1] if paragraph else None,
-                "pinned": queries.pinned(s, acc, p, paragraph) if first else [],
+                "pinned": page.pinned,
                 "total": queries.counts(s, p)[0],
                 "form": forms.new_form(acc, p, paragraph=paragraph) if first else None}
 
