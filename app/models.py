@@ -1,5 +1,6 @@
 """Imports every domain's models so `Base.metadata` is complete (Alembic and the tests import this module)."""
 
+from app.actions.models import ActionStep, Campaign, Commitment, PageView
 from app.comments.models import (
     Comment,
     CommentBlock,
@@ -29,6 +30,10 @@ from app.voting.models import Ballot, CountedBallot, Eligibility, Participation
 metadata = Base.metadata
 
 __all__ = [
+    "ActionStep",
+    "Campaign",
+    "Commitment",
+    "PageView",
     "AuditEvent",
     "AuthToken",
     "Ballot",

@@ -37,6 +37,8 @@ class OutboxMessage(Base):
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Small text files sent with the message: [{"filename", "mime_type", "content"}] (a calendar invitation).
+    attachments: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
     message_id: Mapped[str] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
