@@ -57,8 +57,12 @@ def compose(kind: str, context: dict[str, Any]) -> Composed:
 
 
 def message_row(settings: Settings, *, kind: str, to_addr: str, to_name: str = "", member_id: int | None = None,
-                context: dict[str, Any], dedupe: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """The outbox row for one message, composed; `insert_rows` writes many of them at once."""
+                context: dict[str, Any], dedupe: str, headers: dict[str, str] | None = None,
+                attachments: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The outbox row for one message, composed; `insert_rows` writes many of them at once.
+
+    `attachments`: small text files, each {"filename", "mime_type", "content"} (the sender accepts text/calendar).
+    """
     ctx = {"org_name": context.get("org_name", "Plenary"), "base_url": settings.base_url, **context}
     msg = compose(kind, ctx)
     domain = urlsplit(settings.base_url).hostname or "localhost"
@@ -72,6 +76,7 @@ def message_row(settings: Settings, *, kind: str, to_addr: str, to_name: str = "
         "text_body": msg.text,
         "html_body": msg.html,
         "headers": headers or {},
+        "attachments": attachments or None,
         "message_id": make_msgid(idstring=kind, domain=domain),
         "status": OutboxStatus.PENDING,
     }
@@ -101,13 +106,14 @@ def enqueue(
     context: dict[str, Any],
     dedupe: str,
     headers: dict[str, str] | None = None,
+    attachments: list[dict[str, str]] | None = None,
 ) -> bool:
     """Write one message to the outbox. Returns False when the same (kind, dedupe, recipient) already exists.
 
     `dedupe` names what the message is about (e.g. "token:17"), so the same event never mails twice.
     """
     values = message_row(settings, kind=kind, to_addr=to_addr, to_name=to_name, member_id=member_id,
-                         context=context, dedupe=dedupe, headers=headers)
+                         context=context, dedupe=dedupe, headers=headers, attachments=attachments)
     stmt = _insert(session).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
     inserted = session.execute(stmt.returning(OutboxMessage.id)).first() is not None
     if inserted and not settings.smtp_url:

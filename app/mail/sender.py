@@ -281,6 +281,11 @@ class MessageBuilder:
         else:
             msg["Content-Type"] = self._ct_alternative
         msg.set_payload([self._part(self._ct_text, text), self._part(self._ct_html, html)])
+        attachments = getattr(row, "attachments", None) or []
+        if attachments:
+            msg.make_mixed()  # multipart/mixed: the text and HTML alternative first, then the files
+            for attachment in attachments:
+                msg.attach(_attachment(attachment))
         return msg
 
     def _part(self, content_type: Any, body: str) -> MIMEPart:
@@ -299,6 +304,32 @@ class MessageBuilder:
         part["Content-Transfer-Encoding"] = self._cte[cte]
         part.set_payload(payload)
         return part
+
+
+_ATTACHMENT_TYPES = {"text/calendar"}
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+def _attachment(item: Any) -> MIMEPart:
+    """A small text file from an outbox row (only the types Plenary writes itself; base64, so any line length)."""
+    if not isinstance(item, dict):
+        raise ValueError("attachment is not an object")
+    filename, mime_type, content = item.get("filename"), item.get("mime_type"), item.get("content")
+    if mime_type not in _ATTACHMENT_TYPES:
+        raise ValueError(f"attachment type not allowed: {mime_type!r}")
+    if not isinstance(filename, str) or not _FILENAME.match(filename):
+        raise ValueError(f"attachment file name not allowed: {filename!r}")
+    if not isinstance(content, str):
+        raise ValueError("attachment content is not text")
+    params = {"charset": "utf-8"}
+    if item.get("method") in ("REQUEST", "CANCEL", "PUBLISH"):
+        params["method"] = item["method"]
+    part = MIMEPart(policy=_POLICY)
+    # Bytes, so the CRLF line ends RFC 5545 asks for survive (text content would be re-ended with LF).
+    maintype, subtype = mime_type.split("/")
+    part.set_content(content.encode("utf-8"), maintype=maintype, subtype=subtype, cte="base64",
+                     disposition="attachment", filename=filename, params=params)
+    return part
 
 
 @functools.lru_cache(maxsize=256)
@@ -321,7 +352,7 @@ _c = _t.c
 _DT = _c.next_attempt_at.type
 
 _CLAIMED_COLUMNS = (_c.id, _c.kind, _c.to_addr, _c.to_name, _c.subject, _c.text_body, _c.html_body,
-                    _c.headers, _c.message_id, _c.attempts)
+                    _c.headers, _c.attachments, _c.message_id, _c.attempts)
 
 
 def _due(now: Any) -> Any:
