@@ -24,6 +24,10 @@ from app.web import SignInRequired, signin_url
 
 log = logging.getLogger("plenary")
 
+# Paths whose unsafe requests skip the CSRF check because they authenticate themselves: the one-click
+# unsubscribe is POSTed by mail providers, without cookies, and its signed token can only unsubscribe.
+CSRF_EXEMPT = ("/healthz", "/unsubscribe/")
+
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Starlette:
     settings = settings or Settings.from_env()
@@ -52,7 +56,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app = Starlette(
         debug=False,
         routes=routes,
-        middleware=[Middleware(PlenaryMiddleware, exempt=("/healthz",))],
+        middleware=[Middleware(PlenaryMiddleware, exempt=CSRF_EXEMPT)],
         exception_handlers={HTTPException: _http_error, SignInRequired: _sign_in_first, Exception: _server_error},
         lifespan=lifespan,
     )

@@ -12,6 +12,7 @@ from app.members import import_views
 from app.members import views as members
 from app.proposals import views as proposals
 from app.settings import ROOT
+from app.voting import link_views as voting_links
 from app.voting import views as voting
 
 routes = [
@@ -34,6 +35,7 @@ routes = [
     Route("/profile/email", members.profile_email, methods=["POST"], name="profile:email"),
     Route("/profile/email/{token}", members.profile_email_confirm, methods=["GET", "POST"],
           name="profile:email_confirm"),
+    Route("/profile/mail", mail.profile_mail, methods=["POST"], name="profile:mail"),
     # administration
     Route("/admin/members", admin.admin_members, methods=["GET"], name="admin:members"),
     Route("/admin/members/invite", admin.admin_invite, methods=["GET", "POST"], name="admin:invite"),
@@ -99,7 +101,11 @@ routes = [
     Route("/proposals/{proposal_id:int}/results.csv", voting.results_csv, name="voting:results_csv"),
     Route("/proposals/{proposal_id:int}/ballots.csv", voting.ballots_csv, name="voting:ballots_csv"),
     Route("/proposals/{proposal_id:int}/receipt", voting.check_receipt, methods=["POST"], name="voting:receipt"),
+    Route("/vote/{token}", voting_links.vote_link, methods=["GET", "POST"], name="voting:link"),
     Route("/admin/outbox", mail.outbox, methods=["GET"], name="admin:outbox"),
     Route("/admin/outbox/{message_id:int}", mail.outbox_message, methods=["GET"], name="admin:outbox_message"),
+    Route("/admin/mail", mail.admin_mail, methods=["GET", "POST"], name="admin:mail"),
+    # mail: the one-click unsubscribe (CSRF-exempt: see CSRF_EXEMPT in main.py)
+    Route("/unsubscribe/{token}", mail.unsubscribe, methods=["GET", "POST"], name="mail:unsubscribe"),
     Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
 ]

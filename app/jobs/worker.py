@@ -6,6 +6,7 @@ Any number can run at once: the outbox and the jobs are claimed under leases. Ea
 - if PLENARY_SMTP_URL is set, drain the outbox (otherwise messages stay pending and admins read them at
   /admin/outbox);
 - run the jobs that are due, and open or close proposals whose time has come;
+- queue the reminders and digests that are due;
 - about every ten minutes: delete rate-limit events and used or expired sign-in links older than a day, and
   sessions that have expired.
 
@@ -26,8 +27,10 @@ from sqlalchemy import delete, or_
 
 from app.db import Database, run_db, utcnow
 from app.jobs import services as jobs
+from app.mail.digest import run_due_digests
 from app.mail.sender import OutboxSender
 from app.settings import Settings
+from app.voting.notify import run_due_reminders
 from app.voting.services import run_due_transitions
 
 log = logging.getLogger("plenary.worker")
@@ -98,6 +101,8 @@ class Worker:
                     break
         done += await run_db(jobs.run_due, self.db, self.name)
         done += await run_db(run_due_transitions, self.db, self.settings)
+        done += await run_db(run_due_reminders, self.db, self.settings)
+        done += await run_db(run_due_digests, self.db, self.settings)
         now = time.monotonic()
         if self._last_maintenance is None or now - self._last_maintenance >= self.maintenance_every_s:
             self._last_maintenance = now

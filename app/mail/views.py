@@ -1,4 +1,5 @@
-"""The outbox pages: what Plenary has sent or will send, for admins (and the way to read mail in development).
+"""The outbox pages (what Plenary has sent or will send, for admins, and the way to read mail in development),
+unsubscribing, the member's email preferences and the admins' defaults.
 
 When an SMTP server is configured, one-time links in message bodies are hidden: the recipient gets them by
 email, and an admin who could read a sign-in or invitation link here could use it as that member.
@@ -16,7 +17,10 @@ from starlette.responses import Response
 from app import web
 from app.db import run_db
 from app.mail import outbox as outbox_service
-from app.templating import render
+from app.mail import services as mail_services
+from app.mail.headers import read_unsubscribe_token
+from app.mail.policy import PREF_KINDS, org_defaults
+from app.templating import render, see_other
 
 HIDDEN = "hidden"
 # The preview iframe (srcdoc) inherits this page's CSP, which blocks inline styles; dropping them avoids a CSP
@@ -86,3 +90,89 @@ async def outbox_message(request: Request) -> Response:
         "links_hidden": links_hidden,
         "smtp_configured": bool(settings.smtp_url),
     })
+
+
+# --- unsubscribing: the link in every bulk message -----------------------------------------------------------
+
+# No cookies are needed and none are trusted here: the signed token alone says who and what, and it can only
+# unsubscribe. The POST is exempt from CSRF checks (see create_app) because mail providers send it themselves
+# (RFC 8058 one-click); a forged one would need the token, which unsubscribes and nothing more.
+UNSUBSCRIBE_HEADERS = {"referrer-policy": "no-referrer", "cache-control": "no-store"}
+
+
+async def unsubscribe(request: Request) -> Response:
+    settings = web.settings(request)
+    read = read_unsubscribe_token(settings, request.path_params["token"])
+    if read is None:
+        return render(request, "mail/unsubscribe_problem.html", {}, status_code=400, headers=UNSUBSCRIBE_HEADERS)
+    member_id, kind = read
+    if request.method == "GET":  # link scanners open links: showing the button changes nothing
+        return render(request, "mail/unsubscribe.html", {"kind": kind, "label": mail_services.KIND_LABELS[kind][0]},
+                      headers=UNSUBSCRIBE_HEADERS)
+    data = await web.form(request)
+    everything = web.text(data, "everything", 5) == "1"
+
+    def do() -> str:
+        with web.db(request).begin() as s:
+            return mail_services.unsubscribe(s, member_id, kind, everything=everything, ip=web.client_ip(request))
+
+    stopped = await run_db(do)
+    return render(request, "mail/unsubscribed.html", {"stopped": stopped}, headers=UNSUBSCRIBE_HEADERS)
+
+
+# --- the member's preferences (a section of the profile page) ------------------------------------------------
+
+def _modes(data: Any) -> dict[str, str]:
+    return {kind: web.text(data, f"mode-{kind}", 20) for kind in PREF_KINDS}
+
+
+async def profile_mail(request: Request) -> Response:
+    me = web.require_member(request)
+    data = await web.form(request)
+
+    def do() -> None:
+        with web.db(request).begin() as s:
+            mail_services.save_preferences(s, me.id, modes=_modes(data),
+                                           digest_every=web.text(data, "digest_every", 10),
+                                           unsubscribed_all=web.text(data, "unsubscribed_all", 5) == "1",
+                                           ip=web.client_ip(request))
+
+    try:
+        await run_db(do)
+    except mail_services.PreferenceError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return see_other(request.url_for("profile").path + "#mail", "Your email preferences are saved.")
+
+
+# --- the admins' defaults and the weekly budget --------------------------------------------------------------
+
+async def admin_mail(request: Request) -> Response:
+    me = web.require_admin(request)
+    error = None
+    if request.method == "POST":
+        data = await web.form(request)
+        budget = web.text(data, "weekly_budget", 10).strip()
+
+        def do() -> None:
+            with web.db(request).begin() as s:
+                mail_services.save_org_settings(
+                    s, actor_id=me.id, weekly_budget=int(budget) if budget.isdigit() else -1,
+                    digest_every=web.text(data, "digest_every", 10), modes=_modes(data), ip=web.client_ip(request))
+
+        try:
+            await run_db(do)
+        except mail_services.PreferenceError as exc:
+            error = str(exc)
+        else:
+            return see_other(request.url_for("admin:mail").path, "Email defaults saved.")
+
+    def load() -> Any:
+        with web.db(request).read() as s:
+            return org_defaults(s)
+
+    defaults = await run_db(load)
+    return render(request, "admin/mail.html", {
+        "defaults": defaults, "error": error, "kinds": PREF_KINDS, "kind_labels": mail_services.KIND_LABELS,
+        "mode_labels": mail_services.MODE_LABELS, "digest_labels": mail_services.DIGEST_LABELS,
+        "budget_max": mail_services.BUDGET_MAX,
+    }, status_code=400 if error else 200)

@@ -10,12 +10,17 @@ from starlette.responses import JSONResponse, Response
 
 from app import security, web
 from app.db import run_db
+from app.mail.policy import PREF_KINDS
+from app.mail.services import DIGEST_LABELS, KIND_LABELS, MODE_LABELS
+from app.mail.services import preferences as mail_preferences
 from app.members import auth, services
 from app.members.guard import RateLimited, audit
 from app.members.models import TokenPurpose
 from app.members.services import MemberError
 from app.templating import error_response, render, see_other
 
+MAIL_LABELS = {"mail_kinds": PREF_KINDS, "kind_labels": KIND_LABELS, "mode_labels": MODE_LABELS,
+               "digest_labels": DIGEST_LABELS}
 RATE_LIMITED = "Too many attempts. Please wait 15 minutes and try again."
 LINK_SENT = ("If {email} belongs to a member, a link is on its way. It works once, for {minutes} minutes. "
              "Check your inbox (and the spam folder).")
@@ -294,11 +299,11 @@ async def _profile_page(request: Request, errors: dict[str, str] | None = None, 
 
     def load() -> Any:
         with web.db(request).read() as s:
-            return services.get_member(s, me.id)
+            return services.get_member(s, me.id), mail_preferences(s, me.id)
 
-    member = await run_db(load)
-    return render(request, "members/profile.html", {"member": member, "errors": errors or {}},
-                  status_code=status)
+    member, mail = await run_db(load)
+    return render(request, "members/profile.html", {"member": member, "errors": errors or {}, "mail": mail,
+                                                    **MAIL_LABELS}, status_code=status)
 
 
 async def profile(request: Request) -> Response:

@@ -187,7 +187,10 @@ def add_clarification(session: Session, proposal_id: int, body: str, *, actor_id
 
 
 def set_outcome(session: Session, proposal_id: int, text: str, *, actor_id: int, ip: str = "",
-                now: dt.datetime | None = None) -> None:
+                now: dt.datetime | None = None, settings: Settings | None = None, send_update: bool = False) -> int:
+    """Write or change the outcome. With `send_update` (and `settings`), the audience is emailed the outcome
+    (kind `outcome_update`, once per revision, as each member's preferences allow). Returns how many members
+    will get it now or in their digest."""
     p = _locked(session, proposal_id)
     if p.state != State.CLOSED:
         raise ProposalError("The outcome is written after voting closes.", status=409)
@@ -195,7 +198,14 @@ def set_outcome(session: Session, proposal_id: int, text: str, *, actor_id: int,
     first = not p.outcome_md
     p.outcome_md, p.outcome_at = text, now or utcnow()
     audit(session, "proposal.outcome", actor_id=actor_id, ip=ip, object_type="proposal", object_id=p.id,
-          summary=f"{p.title}: outcome {'written' if first else 'changed'}")
+          summary=f"{p.title}: outcome {'written' if first else 'changed'}"
+          + (" and emailed to members" if send_update else ""))
+    if not send_update or settings is None:
+        return 0
+    from app.voting.notify import enqueue_outcome_update
+
+    sent = enqueue_outcome_update(session, settings, p, now=p.outcome_at)
+    return sent.sent + sent.folded
 
 
 def _markdown_text(text: str, limit: int, field: str) -> str:

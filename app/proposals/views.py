@@ -234,7 +234,10 @@ async def clarify(request: Request) -> Response:
 
 
 async def outcome(request: Request) -> Response:
-    def change(s: Session, me: CurrentMember, proposal_id: int, values: dict[str, str]) -> None:
-        services.set_outcome(s, proposal_id, values["outcome"], actor_id=me.id, ip=web.client_ip(request))
+    def change(s: Session, me: CurrentMember, proposal_id: int, values: dict[str, str]) -> str | None:
+        notify = values["notify"] == "1"
+        n = services.set_outcome(s, proposal_id, values["outcome"], actor_id=me.id, ip=web.client_ip(request),
+                                 settings=web.settings(request), send_update=notify)
+        return f"Outcome saved and emailed to {plural(n, 'member')}." if notify else None
 
-    return await _action(request, "outcome", ("outcome",), change, "Outcome saved.")
+    return await _action(request, "outcome", ("outcome", "notify"), change, "Outcome saved.")

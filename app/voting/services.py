@@ -118,6 +118,9 @@ def open_proposal(session: Session, settings: Settings, proposal_id: int, *, now
         p.opens_at = now
     audit(session, "proposal.open", actor_id=actor_id, object_type="proposal", object_id=p.id,
           summary=f"Voting opened on {p.title} for {p.eligible_count} members")
+    from app.voting.notify import on_open
+
+    on_open(session, settings, p, now=now)  # the announcement, in this transaction
 
 
 # --- casting ---------------------------------------------------------------------------------------------------

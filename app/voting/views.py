@@ -16,7 +16,7 @@ from app.db import run_db
 from app.proposals.models import Method, Option, Proposal, State
 from app.templating import render, see_other
 from app.voting import ballots as ballot_rules
-from app.voting import services
+from app.voting import notify, services
 from app.voting.services import VotingError
 
 RECEIPT_COOKIE = "plenary_receipt"
@@ -47,6 +47,7 @@ async def cast(request: Request) -> Response:
                 raw = ballot_rules.choice_from_form(p.method, option_ids, data, data.getlist)
                 result = services.cast_ballot(s, web.settings(request), proposal_id=p.id, member_id=me.id,
                                               raw_choice=raw)
+                notify.confirm_vote(s, web.settings(request), p, member_id=me.id, choice=raw)
             except ballot_rules.BallotError as exc:
                 error, status, receipt = str(exc), 400, None
             except VotingError as exc:

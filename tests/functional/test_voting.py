@@ -191,7 +191,7 @@ def test_close_counts_stores_and_mails_everyone_once(app, db, settings, admin):
     with db.begin() as s, pytest.raises(services.VotingError):
         services.close_proposal(s, settings, p.id, actor_id=None)
     with db.read() as s:
-        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 7
+        assert s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "results")) == 7
 
 
 def test_ranked_choice_results_page_shows_rounds(app, db, settings, admin):
