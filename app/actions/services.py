@@ -1,0 +1,529 @@
+"""The rules of action steps: who may commit, capacity and the waiting list, withdrawing, reporting done,
+the admins' steps and campaigns, rosters and messages to everyone committed.
+
+Capacity under concurrency: committing locks the step's row first (`SELECT … FOR UPDATE` on PostgreSQL; on SQLite
+the write transaction is already the only writer, see app/db.py), then counts. So two members racing for the
+last place are served one after the other: one gets it, the other is waitlisted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.actions import ics
+from app.actions.models import ActionStep, Campaign, Commitment, CommitmentStatus, Kind, PageView
+from app.db import utcnow
+from app.mail.headers import mail_domain
+from app.mail.outbox import enqueue
+from app.members.models import GroupMembership, Member, Status
+from app.middleware import CurrentMember
+from app.proposals.models import Proposal
+from app.settings import Settings
+
+MAX_QUANTITY = 10_000
+NOTE_LIMIT = 500
+ACTIVE = (CommitmentStatus.COMMITTED, CommitmentStatus.DONE)  # what takes a place
+PREFERENCE_KIND = "outcome_update"  # the mail preference that admins' messages to volunteers follow
+
+
+class ActionError(Exception):
+    """A refusal with a message for the member; nothing was changed."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+class NotFound(ActionError):
+    def __init__(self) -> None:
+        super().__init__("There is no such action step, or it is not open to you.", 404)
+
+
+# --- who may see what -----------------------------------------------------------------------------------------
+
+def can_see_campaign(session: Session, member: CurrentMember, campaign: Campaign) -> bool:
+    if member.is_admin:
+        return True
+    if not campaign.published:
+        return False
+    if campaign.group_id is None:
+        return True
+    return session.scalar(select(GroupMembership.member_id).where(
+        GroupMembership.group_id == campaign.group_id, GroupMembership.member_id == member.id)) is not None
+
+
+def get_campaign(session: Session, member: CurrentMember, campaign_id: int) -> Campaign:
+    c = session.get(Campaign, campaign_id)
+    if c is None or not can_see_campaign(session, member, c):
+        raise NotFound()
+    return c
+
+
+def can_see_step(session: Session, member: CurrentMember, step: ActionStep) -> bool:
+    from app.proposals.queries import can_see
+
+    if step.proposal_id is not None:
+        p = session.get(Proposal, step.proposal_id)
+        return p is not None and can_see(session, member, p)
+    c = session.get(Campaign, step.campaign_id)
+    return c is not None and can_see_campaign(session, member, c)
+
+
+def _locked_step(session: Session, step_id: int) -> ActionStep | None:
+    query = select(ActionStep).where(ActionStep.id == step_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def get_step(session: Session, member: CurrentMember, step_id: int, *, lock: bool = False) -> ActionStep:
+    step = _locked_step(session, step_id) if lock else session.get(ActionStep, step_id)
+    if step is None or not can_see_step(session, member, step):
+        raise NotFound()
+    return step
+
+
+# --- progress ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    committed: int = 0  # committed or done: the places taken
+    waitlisted: int = 0
+    done: int = 0
+    pledged: int = 0  # pledges: the sum of quantities, done or not
+
+
+def progress(session: Session, step_ids: list[int]) -> dict[int, Progress]:
+    out = {sid: Progress() for sid in step_ids}
+    if not step_ids:
+        return out
+    rows = session.execute(select(Commitment.step_id, Commitment.status, func.count(),
+                                  func.coalesce(func.sum(Commitment.quantity), 0))
+                           .where(Commitment.step_id.in_(step_ids)).group_by(Commitment.step_id, Commitment.status))
+    for step_id, status, n, qty in rows:
+        p = out[step_id]
+        if status in ACTIVE:
+            p.committed += n
+            p.pledged += int(qty)
+        if status == CommitmentStatus.DONE:
+            p.done += n
+        if status == CommitmentStatus.WAITLISTED:
+            p.waitlisted += n
+    return out
+
+
+@dataclass
+class StepView:
+    step: ActionStep
+    progress: Progress
+    mine: Commitment | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.step.capacity is not None and self.progress.committed >= self.step.capacity
+
+
+def steps_for(session: Session, member: CurrentMember, *, proposal_id: int | None = None,
+              campaign_id: int | None = None) -> list[StepView]:
+    where = ActionStep.proposal_id == proposal_id if proposal_id is not None else \
+        ActionStep.campaign_id == campaign_id
+    steps = list(session.scalars(select(ActionStep).where(where).order_by(ActionStep.starts_at, ActionStep.id)))
+    return _views(session, member.id, steps)
+
+
+def step_view(session: Session, member: CurrentMember, step_id: int) -> StepView:
+    return _views(session, member.id, [get_step(session, member, step_id)])[0]
+
+
+def _views(session: Session, member_id: int, steps: list[ActionStep]) -> list[StepView]:
+    ids = [s.id for s in steps]
+    prog = progress(session, ids)
+    mine = {c.step_id: c for c in session.scalars(select(Commitment).where(
+        Commitment.member_id == member_id, Commitment.step_id.in_(ids)))} if ids else {}
+    return [StepView(step=s, progress=prog[s.id], mine=mine.get(s.id)) for s in steps]
+
+
+@dataclass
+class MyCommitment:
+    commitment: Commitment
+    step: ActionStep
+    parent_title: str
+    parent_url: tuple[str, dict[str, int]]  # route name and params
+
+
+def my_commitments(session: Session, member_id: int) -> list[MyCommitment]:
+    """The home page's list: what this member is in (or waiting for), soonest shift first, then the rest."""
+    rows = session.execute(
+        select(Commitment, ActionStep, Proposal.title, Campaign.title)
+        .join(ActionStep, ActionStep.id == Commitment.step_id)
+        .outerjoin(Proposal, Proposal.id == ActionStep.proposal_id)
+        .outerjoin(Campaign, Campaign.id == ActionStep.campaign_id)
+        .where(Commitment.member_id == member_id,
+               Commitment.status.in_((CommitmentStatus.COMMITTED, CommitmentStatus.WAITLISTED)))
+        .order_by(ActionStep.starts_at.is_(None), ActionStep.starts_at, Commitment.id)).all()
+    out = []
+    for c, step, p_title, c_title in rows:
+        if step.proposal_id is not None:
+            url = ("proposals:detail", {"proposal_id": step.proposal_id})
+        else:
+            url = ("actions:campaign", {"campaign_id": step.campaign_id})
+        out.append(MyCommitment(commitment=c, step=step, parent_title=p_title or c_title or "", parent_url=url))
+    return out
+
+
+# --- members: commit, withdraw, report done ---------------------------------------------------------------------
+
+def parse_quantity(step: ActionStep, raw: str | None) -> int | None:
+    if step.kind != Kind.PLEDGE:
+        return None
+    raw = (raw or "").strip()
+    if not raw.isdigit() or len(raw) > 6:
+        raise ActionError(f"Say how many{' ' + step.unit if step.unit else ''} you pledge: "
+                          f"a whole number from 1 to {MAX_QUANTITY:,}.", field="quantity")
+    n = int(raw)
+    if not 1 <= n <= MAX_QUANTITY:
+        raise ActionError(f"A pledge is a whole number from 1 to {MAX_QUANTITY:,}.", field="quantity")
+    return n
+
+
+def _started(step: ActionStep, now: dt.datetime) -> bool:
+    return step.kind == Kind.SHIFT and step.starts_at is not None and step.starts_at <= now
+
+
+def commit(session: Session, settings: Settings, member: CurrentMember, step_id: int, *,
+           quantity: str | None = None, now: dt.datetime | None = None) -> Commitment:
+    """Sign the member up ("I'm in"); on a full shift, put them on its waiting list."""
+    now = now or utcnow()
+    step = get_step(session, member, step_id, lock=True)
+    if _started(step, now):
+        raise ActionError("This shift has already started, so signing up is closed.", 409)
+    qty = parse_quantity(step, quantity)
+    existing = session.scalar(select(Commitment).where(Commitment.step_id == step.id,
+                                                       Commitment.member_id == member.id))
+    if existing is not None and existing.status != CommitmentStatus.WITHDRAWN:
+        raise ActionError("You have already signed up for this.", 409)
+    taken = session.scalar(select(func.count()).select_from(Commitment).where(
+        Commitment.step_id == step.id, Commitment.status.in_(ACTIVE))) or 0
+    full = step.capacity is not None and taken >= step.capacity
+    if full and step.kind != Kind.SHIFT:
+        raise ActionError(f"This is full: all {step.capacity} places are taken.", 409)
+    position = 0
+    if full:
+        position = (session.scalar(select(func.max(Commitment.position)).where(
+            Commitment.step_id == step.id, Commitment.status == CommitmentStatus.WAITLISTED)) or 0) + 1
+    status = CommitmentStatus.WAITLISTED if full else CommitmentStatus.COMMITTED
+    c = existing or Commitment(step_id=step.id, member_id=member.id)
+    c.status, c.quantity, c.position, c.note, c.done_at, c.updated_at = status, qty, position, "", None, now
+    session.add(c)
+    session.flush()  # the id names the calendar event and the message
+    _mail(session, settings, step, c, event=status, now=now)
+    return c
+
+
+def _own(session: Session, member: CurrentMember, commitment_id: int) -> tuple[Commitment, ActionStep]:
+    c = session.get(Commitment, commitment_id)
+    if c is None or c.member_id != member.id:
+        raise ActionError("That is not one of your commitments.", 404)
+    step = _locked_step(session, c.step_id)
+    assert step is not None
+    session.refresh(c)  # read again under the step's lock
+    return c, step
+
+
+def withdraw(session: Session, settings: Settings, member: CurrentMember, commitment_id: int, *,
+             now: dt.datetime | None = None) -> Commitment | None:
+    """Withdraw; a place that frees up goes to the first on the waiting list. Returns who was moved in."""
+    now = now or utcnow()
+    c, step = _own(session, member, commitment_id)
+    if c.status == CommitmentStatus.WITHDRAWN:
+        raise ActionError("You have already withdrawn from this.", 409)
+    if c.status == CommitmentStatus.DONE:
+        raise ActionError("You have reported this done, so there is nothing to withdraw from.", 409)
+    if _started(step, now):
+        raise ActionError("This shift has already started, so you can no longer withdraw here. "
+                          "Please tell the organizers directly.", 409)
+    had_place = c.status == CommitmentStatus.COMMITTED
+    c.status, c.position, c.updated_at = CommitmentStatus.WITHDRAWN, 0, now
+    if step.kind == Kind.SHIFT and had_place:
+        _mail(session, settings, step, c, event="withdrawn", now=now)
+    return promote(session, settings, step, now=now) if had_place else None
+
+
+def promote(session: Session, settings: Settings, step: ActionStep, *, now: dt.datetime) -> Commitment | None:
+    """Move the first waiting member in, if there is a free place; they are told by email."""
+    session.flush()
+    taken = session.scalar(select(func.count()).select_from(Commitment).where(
+        Commitment.step_id == step.id, Commitment.status.in_(ACTIVE))) or 0
+    if step.capacity is not None and taken >= step.capacity:
+        return None
+    first = session.scalar(select(Commitment).where(
+        Commitment.step_id == step.id, Commitment.status == CommitmentStatus.WAITLISTED)
+        .order_by(Commitment.position, Commitment.id).limit(1))
+    if first is None:
+        return None
+    first.status, first.position, first.updated_at = CommitmentStatus.COMMITTED, 0, now
+    session.flush()
+    _mail(session, settings, step, first, event="promoted", now=now)
+    return first
+
+
+def mark_done(session: Session, member: CurrentMember, commitment_id: int, *, note: str = "",
+              now: dt.datetime | None = None) -> Commitment:
+    now = now or utcnow()
+    c, _step = _own(session, member, commitment_id)
+    if c.status == CommitmentStatus.DONE:
+        raise ActionError("You have already reported this done.", 409)
+    if c.status == CommitmentStatus.WAITLISTED:
+        raise ActionError("You are on the waiting list for this, so there is nothing to report yet.", 409)
+    if c.status == CommitmentStatus.WITHDRAWN:
+        raise ActionError("You withdrew from this. Sign up again first.", 409)
+    note = note.strip()
+    if len(note) > NOTE_LIMIT:
+        raise ActionError(f"Keep the note under {NOTE_LIMIT} characters.", field="note")
+    c.status, c.note, c.done_at, c.updated_at = CommitmentStatus.DONE, note, now, now
+    return c
+
+
+# --- mail ------------------------------------------------------------------------------------------------------
+
+def _org(session: Session) -> tuple[str, str]:
+    from app.members.services import get_org
+
+    org = get_org(session)
+    return (org.name, org.time_zone or "UTC") if org else ("Plenary", "UTC")
+
+
+def step_url(settings: Settings, step: ActionStep) -> str:
+    if step.proposal_id is not None:
+        return settings.url(f"/proposals/{step.proposal_id}#step-{step.id}")
+    return settings.url(f"/campaigns/{step.campaign_id}#step-{step.id}")
+
+
+def when_text(step: ActionStep, tz: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    if step.starts_at is None:
+        return ""
+    start = step.starts_at.astimezone(ZoneInfo(tz))
+    text = f"{start:%A} {start.day} {start:%B %Y}, {start:%H:%M}"
+    if step.ends_at is not None:
+        text += f"–{step.ends_at.astimezone(ZoneInfo(tz)):%H:%M}"
+    return f"{text} ({tz})"
+
+
+def calendar_attachment(session: Session, settings: Settings, step: ActionStep, c: Commitment, member: Member,
+                        *, now: dt.datetime, cancelled: bool = False) -> dict[str, str]:
+    from email.utils import parseaddr
+
+    org_name, tz = _org(session)
+    text = ics.shift_calendar(step, c, domain=mail_domain(settings), tz=tz, org_name=org_name,
+                              organizer=parseaddr(settings.mail_from)[1], attendee=member.email,
+                              attendee_name=member.name, url=step_url(settings, step), now=now,
+                              cancelled=cancelled)
+    return {"filename": f"shift-{step.id}.ics", "mime_type": "text/calendar",
+            "method": "CANCEL" if cancelled else "REQUEST", "content": text}
+
+
+def _mail(session: Session, settings: Settings, step: ActionStep, c: Commitment, *, event: str,
+          now: dt.datetime) -> None:
+    """The member's own confirmation (committed, waitlisted, moved in, withdrawn, shift changed, reminder)."""
+    member = session.get(Member, c.member_id)
+    if member is None or member.status == Status.DEACTIVATED:
+        return
+    org_name, tz = _org(session)
+    attachments = None
+    if step.kind == Kind.SHIFT and step.starts_at is not None and event != CommitmentStatus.WAITLISTED:
+        attachments = [calendar_attachment(session, settings, step, c, member, now=now,
+                                           cancelled=event == "withdrawn")]
+    kind = "shift_reminder" if event == "reminder" else "commitment"
+    # A reminder goes once per shift version; the other messages once per event.
+    dedupe = f"c{c.id}:s{step.sequence}" if event == "reminder" else f"c{c.id}:{event}:{secrets.token_hex(6)}"
+    enqueue(session, settings, kind=kind, to_addr=member.email, to_name=member.name, member_id=member.id,
+            context={"org_name": org_name, "name": member.name, "event": event, "title": step.title,
+                     "kind": step.kind, "when": when_text(step, tz), "place": step.place, "link": step.link,
+                     "description": step.description, "quantity": c.quantity, "unit": step.unit,
+                     "url": step_url(settings, step), "position": c.position},
+            dedupe=dedupe, attachments=attachments)
+
+
+def send_reminders(session: Session, settings: Settings, *, now: dt.datetime | None = None,
+                   ahead: dt.timedelta = dt.timedelta(hours=24)) -> int:
+    """A reminder to everyone committed to a shift starting within `ahead` (each once per shift version)."""
+    now = now or utcnow()
+    rows = session.execute(select(Commitment, ActionStep).join(ActionStep, ActionStep.id == Commitment.step_id)
+                           .where(ActionStep.kind == Kind.SHIFT, ActionStep.starts_at > now,
+                                  ActionStep.starts_at <= now + ahead,
+                                  Commitment.status == CommitmentStatus.COMMITTED)).all()
+    for c, step in rows:
+        _mail(session, settings, step, c, event="reminder", now=now)
+    return len(rows)
+
+
+# --- admins: campaigns and steps -------------------------------------------------------------------------------
+
+@dataclass
+class StepData:
+    kind: str
+    title: str
+    description: str = ""
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    place: str = ""
+    link: str = ""
+    capacity: int | None = None
+    goal: int | None = None
+    unit: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def create_step(session: Session, data: StepData, *, proposal_id: int | None = None,
+                campaign_id: int | None = None) -> ActionStep:
+    if (proposal_id is None) == (campaign_id is None):
+        raise ActionError("A step belongs to one proposal or one campaign.")
+    if proposal_id is not None and session.get(Proposal, proposal_id) is None:
+        raise NotFound()
+    if campaign_id is not None and session.get(Campaign, campaign_id) is None:
+        raise NotFound()
+    step = ActionStep(proposal_id=proposal_id, campaign_id=campaign_id, **_fields(data))
+    session.add(step)
+    session.flush()
+    return step
+
+
+def _fields(data: StepData) -> dict[str, Any]:
+    return {k: getattr(data, k) for k in ("kind", "title", "description", "starts_at", "ends_at", "place", "link",
+                                          "capacity", "goal", "unit")}
+
+
+def update_step(session: Session, settings: Settings, step_id: int, data: StepData, *,
+                now: dt.datetime | None = None) -> ActionStep:
+    """Change a step; when a shift's time or place changes, everyone on it gets the updated calendar event."""
+    now = now or utcnow()
+    step = _locked_step(session, step_id)
+    if step is None:
+        raise NotFound()
+    if data.kind != step.kind:
+        raise ActionError("A step's kind cannot change; add a new step instead.", field="kind")
+    moved = (data.starts_at, data.ends_at, data.place, data.link) != (step.starts_at, step.ends_at, step.place,
+                                                                      step.link)
+    for k, v in _fields(data).items():
+        setattr(step, k, v)
+    step.updated_at = now
+    if step.kind == Kind.SHIFT and moved:
+        step.sequence += 1
+        for c in session.scalars(select(Commitment).where(Commitment.step_id == step.id,
+                                                          Commitment.status == CommitmentStatus.COMMITTED)):
+            _mail(session, settings, step, c, event="updated", now=now)
+    promote_all(session, settings, step, now=now)  # a larger capacity lets waiting members in
+    return step
+
+
+def promote_all(session: Session, settings: Settings, step: ActionStep, *, now: dt.datetime) -> int:
+    n = 0
+    while promote(session, settings, step, now=now) is not None:
+        n += 1
+    return n
+
+
+def create_campaign(session: Session, *, title: str, body_md: str, group_id: int | None, published: bool,
+                    actor_id: int) -> Campaign:
+    title = title.strip()
+    if not title:
+        raise ActionError("Give the campaign a title.", field="title")
+    c = Campaign(title=title[:200], body_md=body_md[:20_000], group_id=group_id, published=published,
+                 created_by=actor_id)
+    session.add(c)
+    session.flush()
+    return c
+
+
+def list_campaigns(session: Session, member: CurrentMember) -> list[Campaign]:
+    campaigns = list(session.scalars(select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc())))
+    return [c for c in campaigns if can_see_campaign(session, member, c)]
+
+
+# --- the roster and messages to the committed ------------------------------------------------------------------
+
+def roster(session: Session, step_id: int) -> tuple[ActionStep, list[tuple[Commitment, Member]]]:
+    step = session.get(ActionStep, step_id)
+    if step is None:
+        raise NotFound()
+    order = (Commitment.status == CommitmentStatus.WAITLISTED, Commitment.status == CommitmentStatus.WITHDRAWN,
+             Commitment.position, Commitment.created_at, Commitment.id)
+    rows = session.execute(select(Commitment, Member).join(Member, Member.id == Commitment.member_id)
+                           .where(Commitment.step_id == step_id).order_by(*order)).all()
+    return step, [(c, m) for c, m in rows]
+
+
+def message_committed(session: Session, settings: Settings, step: ActionStep, *, subject: str, body: str,
+                      now: dt.datetime | None = None) -> int:
+    """Mail everyone committed to the step (not the waiting list), through the mail policy.
+
+    These messages follow the member's "outcome updates" preference (news about what is being done): a member
+    who turned those off, or unsubscribed from everything, gets nothing, and each message carries the
+    unsubscribe headers for that kind. They are never held back for a digest or by the weekly budget: "we meet
+    at the other bridge" is no use on Sunday.
+    """
+    import dataclasses
+
+    from app.mail.bulk import Recipient, Slots, mail_audience
+    from app.mail.headers import bulk_headers, unsubscribe_token, unsubscribe_url
+    from app.mail.models import Mode
+    from app.mail.policy import plan
+
+    subject, body = subject.strip(), body.strip()
+    if not subject or not body:
+        raise ActionError("Write a subject and a message.", field="message")
+    now = now or utcnow()
+    org_name, _tz = _org(session)
+    audience = select(Commitment.member_id).join(Member, Member.id == Commitment.member_id).where(
+        Commitment.step_id == step.id, Commitment.status == CommitmentStatus.COMMITTED,
+        Member.status != Status.DEACTIVATED)
+    recipients = [Recipient(*r) for r in session.execute(
+        select(Member.id, Member.email, Member.name).where(Member.id.in_(audience)).order_by(Member.id))]
+    slots = Slots()
+    context = {"org_name": org_name, "subject": subject[:200], "body": body[:10_000], "title": step.title,
+               "url": step_url(settings, step), "name": slots["name"], "unsubscribe_link": slots["unsubscribe"],
+               "preferences_link": settings.url("/profile#mail")}
+
+    def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
+        token = unsubscribe_token(settings, r.member_id, PREFERENCE_KIND)
+        return ({"name": r.name, "unsubscribe": unsubscribe_url(settings, token)},
+                bulk_headers(settings, org_name=org_name, token=token))
+
+    rule = plan(session, PREFERENCE_KIND, audience, now=now)
+    no_digest = dataclasses.replace(
+        rule, defaults=dataclasses.replace(rule.defaults, weekly_budget=0,
+                                           modes={**rule.defaults.modes, PREFERENCE_KIND: Mode.IMMEDIATELY}
+                                           if rule.defaults.mode(PREFERENCE_KIND) == Mode.DIGEST
+                                           else rule.defaults.modes),
+        modes={k: Mode.IMMEDIATELY if v == Mode.DIGEST else v for k, v in rule.modes.items()})
+    outcome = mail_audience(session, settings, kind="action_message", context=context, slots=slots,
+                            dedupe=f"step{step.id}:{secrets.token_hex(6)}", recipients=recipients,
+                            plan=no_digest, personal=personal)
+    return outcome.sent + outcome.folded
+
+
+# --- page views (the funnel's "opened the page") ---------------------------------------------------------------
+
+def seen(session: Session, member_id: int, *, proposal_id: int | None = None,
+         campaign_id: int | None = None) -> bool:
+    where = PageView.proposal_id == proposal_id if proposal_id is not None else PageView.campaign_id == campaign_id
+    return session.scalar(select(PageView.id).where(PageView.member_id == member_id, where)) is not None
+
+
+def record_view(session: Session, member_id: int, *, proposal_id: int | None = None,
+                campaign_id: int | None = None) -> None:
+    """The first view per member; later ones (and two tabs at once) write nothing."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    session.execute(insert(PageView).values(member_id=member_id, proposal_id=proposal_id, campaign_id=campaign_id,
+                                            first_at=utcnow()).on_conflict_do_nothing())
