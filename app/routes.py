@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.actions import views as actions
 from app.comments import views as comments
 from app.mail import views as mail
 from app.members import admin_views as admin
@@ -94,6 +95,22 @@ routes = [
     Route("/admin/moderation/blocks", comments.block, methods=["POST"], name="comments:block"),
     Route("/admin/moderation/blocks/{block_id:int}/lift", comments.unblock, methods=["POST"],
           name="comments:unblock"),
+    # actions
+    Route("/steps/{step_id:int}/commit", actions.commit, methods=["POST"], name="actions:commit"),
+    Route("/commitments/{commitment_id:int}/withdraw", actions.withdraw, methods=["POST"], name="actions:withdraw"),
+    Route("/commitments/{commitment_id:int}/done", actions.done, methods=["POST"], name="actions:done"),
+    Route("/campaigns", actions.campaign_list, methods=["GET"], name="actions:campaigns"),
+    Route("/campaigns/{campaign_id:int}", actions.campaign, methods=["GET"], name="actions:campaign"),
+    Route("/admin/campaigns/new", actions.campaign_new, methods=["GET", "POST"], name="actions:campaign_new"),
+    Route("/admin/campaigns/{campaign_id:int}/steps", actions.step_new, methods=["POST"],
+          name="actions:campaign_step_new"),
+    Route("/admin/campaigns/{campaign_id:int}/funnel", actions.campaign_funnel, name="actions:campaign_funnel"),
+    Route("/admin/proposals/{proposal_id:int}/steps", actions.step_new, methods=["POST"], name="actions:step_new"),
+    Route("/admin/proposals/{proposal_id:int}/funnel", actions.proposal_funnel, name="actions:funnel"),
+    Route("/admin/steps/{step_id:int}/roster", actions.roster, name="actions:roster"),
+    Route("/admin/steps/{step_id:int}/roster.csv", actions.roster_csv, name="actions:roster_csv"),
+    Route("/admin/steps/{step_id:int}/message", actions.message, methods=["POST"], name="actions:message"),
+    Route("/admin/participation", actions.dashboard, name="actions:dashboard"),
     # voting
     Route("/proposals/{proposal_id:int}/vote", voting.cast, methods=["POST"], name="voting:cast"),
     Route("/proposals/{proposal_id:int}/results", voting.results, name="voting:results"),

@@ -527,3 +527,10 @@ def record_view(session: Session, member_id: int, *, proposal_id: int | None = N
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     session.execute(insert(PageView).values(member_id=member_id, proposal_id=proposal_id, campaign_id=campaign_id,
                                             first_at=utcnow()).on_conflict_do_nothing())
+
+
+def own_step_id(session: Session, member: CurrentMember, commitment_id: int) -> int:
+    c = session.get(Commitment, commitment_id)
+    if c is None or c.member_id != member.id:
+        raise ActionError("That is not one of your commitments.", 404)
+    return c.step_id

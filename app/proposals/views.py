@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import web
+from app.actions.views import proposal_steps as action_steps
+from app.actions.views import record_proposal_view
 from app.comments.queries import section_for as comment_section
 from app.db import run_db, utcnow
 from app.middleware import CurrentMember
@@ -69,19 +71,21 @@ async def detail(request: Request, *, errors: dict[str, str] | None = None,
     def load() -> tuple[queries.Detail, Any]:
         with web.db(request).read() as s:
             d = queries.detail(s, me, proposal_id)
-            return d, comment_section(s, me, d.proposal)
+            return d, comment_section(s, me, d.proposal), action_steps(request, s, me, proposal_id)
 
     try:
-        d, comments = await run_db(load)
+        d, comments, steps = await run_db(load)
     except NotFound:
         raise HTTPException(404) from None
     p = d.proposal
+    if p.state != State.DRAFT:
+        await record_proposal_view(request, me.id, p.id)
     if d.panel is not None:
         d.panel.receipt = receipt_from_cookie(request)  # shown once, after a vote sent without htmx
     policy_diff = word_diff(p.current_text, p.proposed_text) if p.kind == Kind.POLICY else None
     response = render(request, "proposals/detail.html",
                       _ctx(request, d=d, p=p, panel=d.panel, policy_diff=policy_diff, errors=errors or {},
-                           values=values or {}, comments=comments), status_code=status)
+                           values=values or {}, comments=comments, steps=steps), status_code=status)
     pop_receipt(request, response)
     return response
 

@@ -1,0 +1,87 @@
+"""Action steps through HTTP: I'm in (page and fragment), refusals, withdraw, done, campaigns, roster CSV,
+the funnel page, and two members racing for the last place."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bs4 import BeautifulSoup
+from sqlalchemy import select
+
+from app.actions import services
+from app.actions.models import Campaign, Commitment
+from app.actions.services import StepData
+from app.db import utcnow
+from tests.factories import make_member, make_proposal
+
+HX = {"HX-Request": "true"}
+
+
+def _setup(db, admin, capacity=1):  # type: ignore[no-untyped-def]
+    with db.begin() as s:
+        p = make_proposal(s, state="open", created_by=admin.id)
+        start = utcnow().replace(microsecond=0) + dt.timedelta(days=2)
+        step = services.create_step(s, StepData(kind="shift", title="River clean-up", starts_at=start,
+                                                ends_at=start + dt.timedelta(hours=2), capacity=capacity),
+                                    proposal_id=p.id)
+        return p, step
+
+
+def test_im_in_fragment_page_and_refusals(member_client, admin, db):
+    p, step = _setup(db, admin)
+    r = member_client.form(f"/steps/{step.id}/commit", headers=HX)
+    assert r.status_code == 200
+    soup = BeautifulSoup(r.text, "html.parser")
+    assert soup.find(id=f"step-{step.id}") and "You're in" in soup.text
+    assert "1 of 1 volunteers" in soup.text
+    r = member_client.form(f"/steps/{step.id}/commit", headers=HX)
+    assert r.status_code == 409 and "already signed up" in r.text
+    page = member_client.get(f"/proposals/{p.id}")
+    assert page.status_code == 200 and BeautifulSoup(page.text, "html.parser").find(id=f"step-{step.id}")
+    with db.read() as s:
+        c = s.scalar(select(Commitment))
+    r = member_client.form(f"/commitments/{c.id}/done", {"note": "Done!"})
+    assert r.status_code == 303 and r.headers["location"].endswith(f"#step-{step.id}")
+    with db.read() as s:
+        assert s.get(Commitment, c.id).status == "done"
+
+
+def test_someone_elses_commitment_is_not_found(member_client, admin, db, settings):
+    p, step = _setup(db, admin)
+    with db.begin() as s:
+        other = make_member(s)
+        c = services.commit(s, settings, services_me(other), step.id)
+    assert member_client.form(f"/commitments/{c.id}/done").status_code == 404
+    assert member_client.form(f"/commitments/{c.id}/withdraw").status_code == 404
+    with db.read() as s:
+        assert s.get(Commitment, c.id).status == "committed"
+
+
+def services_me(m):  # type: ignore[no-untyped-def]
+    from app.middleware import CurrentMember
+
+    return CurrentMember(id=m.id, name=m.name, email=m.email, role=m.role, session_id=0)
+
+
+def test_campaign_roster_csv_and_funnel(admin_client, member_client, admin, db):
+    with db.begin() as s:
+        c = Campaign(title="Clean the river", published=True)
+        s.add(c)
+        s.flush()
+        step = services.create_step(s, StepData(kind="pledge", title="Bags", goal=50, unit="bags"),
+                                    campaign_id=c.id)
+        evil = make_member(s, name="=HYPERLINK(1)")
+    r = member_client.get(f"/campaigns/{c.id}")
+    assert r.status_code == 200 and BeautifulSoup(r.text, "html.parser").find(id=f"step-{step.id}")
+    r = member_client.form(f"/steps/{step.id}/commit", {"quantity": "-2"})
+    assert r.status_code == 303
+    r = member_client.form(f"/steps/{step.id}/commit", {"quantity": "3"}, headers=HX)
+    assert "3 of 50 bags" in r.text
+    with db.begin() as s:
+        s.add(Commitment(step_id=step.id, member_id=evil.id, quantity=1))
+    csv_text = admin_client.get(f"/admin/steps/{step.id}/roster.csv").text
+    assert "'=HYPERLINK(1)" in csv_text and "Mia Member" in csv_text
+    assert member_client.get(f"/admin/steps/{step.id}/roster.csv").status_code == 403
+    r = admin_client.get(f"/admin/campaigns/{c.id}/funnel")
+    assert r.status_code == 200 and BeautifulSoup(r.text, "html.parser").find(id="funnel-table")
+    assert admin_client.get("/admin/participation").status_code == 200
