@@ -10,6 +10,7 @@ Each recipient goes where `policy` says: a row in the outbox, an item in their n
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -24,10 +25,12 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.mail.headers import mail_domain
-from app.mail.models import DigestItem
-from app.mail.outbox import insert_rows, message_row, one_line
+from app.mail.models import DigestItem, OutboxMessage
+from app.mail.outbox import _insert, message_row, one_line
 from app.mail.policy import Decision, Plan
 from app.settings import Settings
+
+log = logging.getLogger("plenary.mail")
 
 CHUNK = 1000
 
@@ -99,7 +102,6 @@ def mail_audience(session: Session, settings: Settings, *, kind: str, context: d
                 continue
             values, headers = personal(r)
             escaped = {k: str(escape(v)) for k, v in values.items()}
-            outcome.sent += 1
             yield {**template, "dedupe_key": f"{kind}:{dedupe}:{r.email.lower()}"[:300], "member_id": r.member_id,
                    "to_addr": r.email, "to_name": one_line(r.name, 100), "text_body": _fill(text, values),
                    "html_body": _fill(html, escaped), "headers": headers,
@@ -109,21 +111,30 @@ def mail_audience(session: Session, settings: Settings, *, kind: str, context: d
     for row in rows():
         batch.append(row)
         if len(batch) == CHUNK:
-            insert_rows(session, settings, batch)
+            outcome.sent += _insert_outbox(session, batch)
             batch = []
     if batch:
-        insert_rows(session, settings, batch)
-    fold(session, folded)
+        outcome.sent += _insert_outbox(session, batch)
+    outcome.folded = fold(session, folded)
+    if outcome.sent and not settings.smtp_url:
+        log.info("%d %s message(s) queued (no SMTP configured; read them at /admin/outbox)", outcome.sent, kind)
     return outcome
 
 
-def fold(session: Session, items: list[dict[str, Any]]) -> None:
-    """Add items to members' next digests; an item already there (same member and key) is skipped."""
+def _insert_outbox(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert composed rows; returns how many were new (a row whose dedupe key exists is skipped)."""
+    stmt = _insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMessage.id)
+    return len(session.execute(stmt, rows).all())
+
+
+def fold(session: Session, items: list[dict[str, Any]]) -> int:
+    """Add items to members' next digests; an item already there (same member and key) is skipped. Returns how
+    many were new."""
     if not items:
-        return
-    stmt = _insert_digest(session).on_conflict_do_nothing(index_elements=["member_id", "key"])
-    for start in range(0, len(items), CHUNK):
-        session.execute(stmt, items[start:start + CHUNK])
+        return 0
+    stmt = _insert_digest(session).on_conflict_do_nothing(index_elements=["member_id", "key"]) \
+        .returning(DigestItem.id)
+    return sum(len(session.execute(stmt, items[start:start + CHUNK]).all()) for start in range(0, len(items), CHUNK))
 
 
 def _insert_digest(session: Session) -> Any:
