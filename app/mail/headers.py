@@ -14,6 +14,7 @@ token's), and it names nothing but a member id and a kind.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from app import security
@@ -64,15 +65,24 @@ def proposal_thread_id(settings: Settings, public_id: str) -> str:
 
 
 def bulk_headers(settings: Settings, *, org_name: str, token: str, public_id: str | None = None) -> dict[str, str]:
+    return bulk_header_maker(settings, org_name=org_name, public_id=public_id)(token)
+
+
+def bulk_header_maker(settings: Settings, *, org_name: str,
+                      public_id: str | None = None) -> Callable[[str], dict[str, str]]:
+    """`bulk_headers` for one mailing: what all its messages share is worked out once, the token per member."""
     domain = mail_domain(settings)
-    headers = {
-        "List-Unsubscribe": f"<{unsubscribe_url(settings, token)}>, <mailto:unsubscribe+{token}@{domain}>",
+    unsubscribe = settings.url("/unsubscribe/")
+    shared = {
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "List-Id": f"<{org_slug(org_name)}.plenary.{domain}>",
         "Auto-Submitted": "auto-generated",
+        **(thread_headers(settings, public_id) if public_id else {}),
     }
-    if public_id:
-        headers |= thread_headers(settings, public_id)
+
+    def headers(token: str) -> dict[str, str]:
+        return {"List-Unsubscribe": f"<{unsubscribe}{token}>, <mailto:unsubscribe+{token}@{domain}>", **shared}
+
     return headers
 
 

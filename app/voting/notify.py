@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.mail.bulk import Outcome, Recipient, Slots, mail_audience
-from app.mail.headers import bulk_headers, thread_headers, unsubscribe_token, unsubscribe_url
+from app.mail.headers import bulk_header_maker, thread_headers, unsubscribe_token, unsubscribe_url
 from app.mail.models import OutboxMessage, ProposalReminder
 from app.mail.outbox import enqueue
 from app.mail.policy import plan, unsubscribed_from_all
@@ -88,12 +88,14 @@ def _base_context(settings: Settings, p: Proposal, org_name: str, tz: str, slots
 
 
 def _personal(settings: Settings, p: Proposal, org_name: str, kind: str, extra: Any = None) -> Any:
+    headers = bulk_header_maker(settings, org_name=org_name, public_id=p.public_id)
+
     def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
         token = unsubscribe_token(settings, r.member_id, kind)
         values = {"name": r.name, "unsubscribe": unsubscribe_url(settings, token)}
         if extra is not None:
             values |= extra(r)
-        return values, bulk_headers(settings, org_name=org_name, token=token, public_id=p.public_id)
+        return values, headers(token)
 
     return personal
 
