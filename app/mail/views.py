@@ -39,6 +39,14 @@ def hide_links(body: str, base_url: str) -> tuple[str, bool]:
     return hidden, n > 0
 
 
+_MAILTO_TOKEN = re.compile(r"(mailto:[a-z]+\+)[A-Za-z0-9_\-]{16,}@")
+
+
+def _hide_header_links(value: str, base_url: str) -> str:
+    """The List-Unsubscribe header's https and mailto tokens, hidden like the links in the bodies."""
+    return _MAILTO_TOKEN.sub(lambda m: m.group(1) + HIDDEN + "@", hide_links(value, base_url)[0])
+
+
 async def outbox(request: Request) -> Response:
     web.require_admin(request)
     status = request.query_params.get("status", "")
@@ -79,7 +87,8 @@ async def outbox_message(request: Request) -> Response:
         ("To", to),
         ("Subject", message.subject),
         ("Message-ID", message.message_id),
-        *sorted((message.headers or {}).items()),
+        *sorted((name, _hide_header_links(str(value), settings.base_url) if settings.smtp_url else value)
+                for name, value in (message.headers or {}).items()),
     ]
     return render(request, "admin/outbox_message.html", {
         "message": message,

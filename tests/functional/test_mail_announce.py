@@ -221,3 +221,18 @@ def test_confirmations_are_spaced_an_hour_apart(app, db, settings, member, admin
             with freeze_time(start + dt.timedelta(minutes=minutes)):
                 assert c.form(f"/proposals/{pid}/vote", {"choice": choice}).status_code == 303
     assert count(db, OutboxMessage, OutboxMessage.kind == "vote_confirmation") == 2
+
+
+def test_admins_reading_the_outbox_see_no_member_s_vote_or_unsubscribe_link(mail_app, mail, db, admin, member,
+                                                                           people):
+    with db.begin() as s:
+        pid = make_proposal(s).id
+    publish(mail_app, admin, pid)
+    with db.read() as s:
+        row_id = s.scalar(select(OutboxMessage.id).where(OutboxMessage.to_addr == member.email))
+    with Client(mail_app, base_url="http://testserver") as boss:
+        boss.sign_in(admin.email)
+        page = boss.get(f"/admin/outbox/{row_id}").text
+    assert "/vote/hidden" in page and "/unsubscribe/hidden" in page
+    assert "unsubscribe+hidden@testserver" in page
+    assert not re.search(r"(/vote/|/unsubscribe/|unsubscribe\+)[0-9]+-", page)
