@@ -11,11 +11,15 @@ import os
 import re
 import secrets
 import shutil
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, make_url, text
@@ -189,6 +193,24 @@ def smtp_sink():  # type: ignore[no-untyped-def]
 
 def links_in(body: str) -> list[str]:
     return re.findall(r"https?://[^\s\"'<>]+", body)
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[int]:  # type: ignore[no-untyped-def]
+    """The app served by uvicorn on 127.0.0.1 in a thread, for real concurrent connections."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ the funnel page, and two members racing for the last place."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 from bs4 import BeautifulSoup
 from sqlalchemy import select
@@ -12,7 +13,9 @@ from app.actions import services
 from app.actions.models import Campaign, Commitment
 from app.actions.services import StepData
 from app.db import utcnow
+from app.mail.models import OutboxMessage
 from tests.factories import make_member, make_proposal
+from tests.live import post, sessions
 
 HX = {"HX-Request": "true"}
 
@@ -25,6 +28,11 @@ def _setup(db, admin, capacity=1):  # type: ignore[no-untyped-def]
                                                 ends_at=start + dt.timedelta(hours=2), capacity=capacity),
                                     proposal_id=p.id)
         return p, step
+
+
+def _mail(db, kind: str) -> list[OutboxMessage]:  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        return list(s.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id)))
 
 
 def test_im_in_fragment_page_and_refusals(member_client, admin, db):
@@ -85,3 +93,74 @@ def test_campaign_roster_csv_and_funnel(admin_client, member_client, admin, db):
     r = admin_client.get(f"/admin/campaigns/{c.id}/funnel")
     assert r.status_code == 200 and BeautifulSoup(r.text, "html.parser").find(id="funnel-table")
     assert admin_client.get("/admin/participation").status_code == 200
+
+
+# --- racing for the last place, with real concurrent requests ------------------------------------------------
+
+def _race(port: int, path: str, tokens: list[str], body: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    """Every token POSTs `path` at the same moment (one thread each, released by one barrier)."""
+    barrier = threading.Barrier(len(tokens))
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def run(token: str) -> None:
+        outcome = post(port, path, token, body or {}, barrier)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == len(tokens)
+    return results
+
+
+def _statuses(db, step_id: int) -> dict[int, tuple[str, int]]:  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        return {c.member_id: (c.status, c.position) for c in s.scalars(
+            select(Commitment).where(Commitment.step_id == step_id))}
+
+
+def test_racing_for_the_last_place_on_a_shift(live_server, db, settings, admin):
+    p, step = _setup(db, admin, capacity=3)
+    with db.begin() as s:
+        for _ in range(2):  # two of the three places are taken already
+            services.commit(s, settings, services_me(make_member(s)), step.id)
+    racers = sessions(db, settings, 6)
+    results = _race(live_server, f"/steps/{step.id}/commit", [t for _, t in racers])
+    assert [status for status, _ in results] == [200] * 6, results
+    assert sum("You're in." in text for _, text in results) == 1
+    assert sum("on the waiting list" in text for _, text in results) == 5
+    rows = _statuses(db, step.id)
+    mine = [rows[mid] for mid, _ in racers]
+    assert sorted(st for st, _ in mine) == ["committed"] + ["waitlisted"] * 5
+    assert sorted(pos for st, pos in mine if st == "waitlisted") == [1, 2, 3, 4, 5]
+    with db.read() as s:
+        assert services.progress(s, [step.id])[step.id].committed == 3
+
+
+def test_racing_for_a_task_limited_to_two(live_server, db, settings, admin):
+    with db.begin() as s:
+        p = make_proposal(s, state="open", created_by=admin.id)
+        task = services.create_step(s, StepData(kind="task", title="Print flyers", capacity=2), proposal_id=p.id)
+    racers = sessions(db, settings, 6)
+    results = _race(live_server, f"/steps/{task.id}/commit", [t for _, t in racers])
+    assert sorted(status for status, _ in results) == [200, 200, 409, 409, 409, 409], results
+    refused = [text for status, text in results if status == 409]
+    assert all("This is full: all 2 places are taken." in text for text in refused)
+    rows = _statuses(db, task.id)
+    assert sorted(st for st, _ in rows.values()) == ["committed", "committed"]  # no row for the refused
+    with db.read() as s:
+        assert services.progress(s, [task.id])[task.id].committed == 2
+    assert len(_mail(db, "commitment")) == 2  # a confirmation to each of the two, nothing to the refused
+
+
+def test_one_member_twice_at_once_gets_one_place(live_server, db, settings, admin):
+    p, step = _setup(db, admin, capacity=5)
+    [(mid, token)] = sessions(db, settings, 1)
+    results = _race(live_server, f"/steps/{step.id}/commit", [token] * 4)
+    assert sorted(status for status, _ in results) == [200, 409, 409, 409], results
+    assert all("already signed up" in text for status, text in results if status == 409)
+    assert _statuses(db, step.id) == {mid: ("committed", 0)}

@@ -2,72 +2,22 @@
 
 from __future__ import annotations
 
-import http.client
 import secrets
-import socket
 import threading
-import time
-import urllib.parse
-from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from sqlalchemy import func, inspect, select, text
 
-from app.members.auth import start_session
 from app.members.models import Member
 from app.proposals.models import Option, Proposal
 from app.voting import services
 from app.voting.models import Ballot, CountedBallot, Participation
 from tests.factories import make_member, make_proposal
-
-
-@pytest.fixture
-def live_server(app) -> Iterator[int]:  # type: ignore[no-untyped-def]
-    """The app served by uvicorn on 127.0.0.1 in a thread, for real concurrent connections."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def _sessions(db, settings, n: int) -> list[tuple[int, str]]:
-    out = []
-    with db.begin() as s:
-        for i in range(n):
-            m = make_member(s, email=f"racer{i}@example.org")
-            out.append((m.id, start_session(s, settings, m, ip="127.0.0.1", user_agent="test")))
-    return out
-
-
-def _post(port: int, path: str, session_token: str, body: dict[str, str], barrier: threading.Barrier) -> int:
-    csrf = secrets.token_urlsafe(32)
-    data = urllib.parse.urlencode({"csrf_token": csrf, **body})
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.connect()
-        barrier.wait(timeout=30)
-        conn.request("POST", path, body=data, headers={
-            "Content-Type": "application/x-www-form-urlencoded", "HX-Request": "true", "Host": "127.0.0.1",
-            "Cookie": f"plenary_session={session_token}; plenary_csrf={csrf}"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+from tests.live import post, sessions
 
 
 def test_two_simultaneous_votes_per_member_leave_one_ballot(live_server, db, settings):
-    members = _sessions(db, settings, 15)
+    members = sessions(db, settings, 15)
     with db.begin() as s:
         p = make_proposal(s, method="single", options=("North", "South"), state="open")
         north, south = s.scalars(select(Option.id).where(Option.proposal_id == p.id).order_by(Option.position))
@@ -76,7 +26,7 @@ def test_two_simultaneous_votes_per_member_leave_one_ballot(live_server, db, set
     lock = threading.Lock()
 
     def run(token: str, choice: int) -> None:
-        status = _post(live_server, f"/proposals/{p.id}/vote", token, {"choice": str(choice)}, barrier)
+        status, _ = post(live_server, f"/proposals/{p.id}/vote", token, {"choice": str(choice)}, barrier)
         with lock:
             statuses.append(status)
 
