@@ -164,3 +164,126 @@ def test_one_member_twice_at_once_gets_one_place(live_server, db, settings, admi
     assert sorted(status for status, _ in results) == [200, 409, 409, 409], results
     assert all("already signed up" in text for status, text in results if status == 409)
     assert _statuses(db, step.id) == {mid: ("committed", 0)}
+
+
+# --- refusals and the waiting list through HTTP; each leaves everything as it was --------------------------------
+
+def _snapshot(db) -> tuple[list[tuple[int, int, str, int | None, int]], int]:  # type: ignore[no-untyped-def]
+    """Every commitment (step, member, status, quantity, position) and how many messages are queued."""
+    with db.read() as s:
+        rows = [(c.step_id, c.member_id, c.status, c.quantity, c.position)
+                for c in s.scalars(select(Commitment).order_by(Commitment.id))]
+        return rows, len(list(s.scalars(select(OutboxMessage.id))))
+
+
+def test_withdrawing_moves_the_first_waiting_member_in_and_emails_them(member_client, admin, db, settings):
+    p, step = _setup(db, admin, capacity=1)
+    assert member_client.form(f"/steps/{step.id}/commit", headers=HX).status_code == 200
+    with db.begin() as s:
+        first, second = make_member(s, email="first@example.org"), make_member(s, email="second@example.org")
+        services.commit(s, settings, services_me(first), step.id)
+        services.commit(s, settings, services_me(second), step.id)
+        mine = s.scalar(select(Commitment).where(Commitment.member_id == member_client.member.id))
+    r = member_client.form(f"/commitments/{mine.id}/withdraw", headers=HX)
+    assert r.status_code == 200 and "You're in." not in r.text and "1 of 1 volunteers" in r.text
+    rows = _statuses(db, step.id)
+    assert rows[member_client.member.id][0] == "withdrawn"
+    assert rows[first.id] == ("committed", 0) and rows[second.id][0] == "waitlisted"
+    [moved_in] = [m for m in _mail(db, "commitment") if m.to_addr == "first@example.org"
+                  and "A place opened up" in m.subject]
+    assert moved_in.attachments and moved_in.attachments[0]["method"] == "REQUEST"
+    assert not [m for m in _mail(db, "commitment") if m.to_addr == "second@example.org"
+                and "A place opened up" in m.subject]
+
+
+def test_withdrawing_after_the_shift_started_is_refused(member_client, admin, db):
+    from app.actions.models import ActionStep
+
+    p, step = _setup(db, admin)
+    member_client.form(f"/steps/{step.id}/commit", headers=HX)
+    with db.begin() as s:
+        s.get(ActionStep, step.id).starts_at = utcnow() - dt.timedelta(minutes=1)
+        cid = s.scalar(select(Commitment.id))
+    before = _snapshot(db)
+    r = member_client.form(f"/commitments/{cid}/withdraw", headers=HX)
+    assert r.status_code == 409 and "already started" in r.text
+    assert member_client.form(f"/commitments/{cid}/withdraw").status_code == 303  # the page, with the message
+    assert _snapshot(db) == before
+
+
+def test_marking_someone_elses_commitment_done_is_refused(member_client, admin, db, settings):
+    p, step = _setup(db, admin)
+    with db.begin() as s:
+        c = services.commit(s, settings, services_me(make_member(s)), step.id)
+    before = _snapshot(db)
+    assert member_client.form(f"/commitments/{c.id}/done", {"note": "not mine"}, headers=HX).status_code == 404
+    assert member_client.form(f"/commitments/{c.id}/done").status_code == 404
+    assert member_client.form("/commitments/999999/done").status_code == 404
+    assert _snapshot(db) == before
+
+
+def test_absurd_pledges_are_refused(member_client, admin, db):
+    with db.begin() as s:
+        p = make_proposal(s, state="open", created_by=admin.id)
+        pledge = services.create_step(s, StepData(kind="pledge", title="Bags", goal=50, unit="bags"),
+                                      proposal_id=p.id)
+    before = _snapshot(db)
+    for raw in ("-2", "0", "", "abc", "1e9", "2.5", "10001", "999999", "9" * 40, " 3 4"):
+        r = member_client.form(f"/steps/{pledge.id}/commit", {"quantity": raw}, headers=HX)
+        assert r.status_code == 409 and "whole number" in r.text, (raw, r.text)
+        assert BeautifulSoup(r.text, "html.parser").find(role="alert")
+    assert _snapshot(db) == before
+    with db.read() as s:
+        assert services.progress(s, [pledge.id])[pledge.id].pledged == 0
+
+
+def test_committing_twice_is_refused(member_client, admin, db):
+    p, step = _setup(db, admin, capacity=3)
+    assert member_client.form(f"/steps/{step.id}/commit", headers=HX).status_code == 200
+    before = _snapshot(db)
+    r = member_client.form(f"/steps/{step.id}/commit", headers=HX)
+    assert r.status_code == 409 and "already signed up" in r.text
+    r = member_client.form(f"/steps/{step.id}/commit")
+    assert r.status_code == 303
+    assert _snapshot(db) == before
+
+
+def test_a_member_who_cannot_see_the_proposal_cannot_commit(member_client, admin, db):
+    from tests.factories import make_group
+
+    with db.begin() as s:
+        g = make_group(s)
+        p = make_proposal(s, state="open", groups=(g,), created_by=admin.id)
+        step = services.create_step(s, StepData(kind="task", title="Help"), proposal_id=p.id)
+    before = _snapshot(db)
+    assert member_client.form(f"/steps/{step.id}/commit", headers=HX).status_code == 404
+    assert member_client.form(f"/steps/{step.id}/commit").status_code == 404
+    assert member_client.form("/steps/999999/commit").status_code == 404
+    assert _snapshot(db) == before
+
+
+def test_roster_csv_is_for_admins_and_escapes_formulas(admin_client, member_client, admin, db, settings):
+    import csv
+    import io
+
+    p, step = _setup(db, admin, capacity=6)
+    with db.begin() as s:
+        for name in ("=cmd|' /C calc'!A0", "+SUM(1)", "-2+3", "@A1", "Plain Name"):
+            services.commit(s, settings, services_me(make_member(s, name=name)), step.id)
+        noter = make_member(s, name="Noter")
+        c = services.commit(s, settings, services_me(noter), step.id)
+        services.mark_done(s, services_me(noter), c.id, note='=HYPERLINK("http://x")')
+    before = _snapshot(db)
+    assert member_client.get(f"/admin/steps/{step.id}/roster.csv").status_code == 403
+    assert member_client.get(f"/admin/steps/{step.id}/roster").status_code == 403
+    r = admin_client.get(f"/admin/steps/{step.id}/roster.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 6
+    for row in rows:
+        for value in row.values():
+            assert value[:1] not in ("=", "+", "-", "@"), row
+    names = {row["name"] for row in rows}
+    assert {"'=cmd|' /C calc'!A0", "'+SUM(1)", "'-2+3", "'@A1", "Plain Name"} <= names
+    assert [row["note"] for row in rows if row["name"] == "Noter"] == ["'=HYPERLINK(\"http://x\")"]
+    assert _snapshot(db) == before
