@@ -32,7 +32,7 @@ from app.settings import Settings
 
 log = logging.getLogger("plenary.mail")
 
-PERIODS = {DigestEvery.DAILY: dt.timedelta(days=1), DigestEvery.WEEKLY: dt.timedelta(days=7)}
+PERIODS: dict[str, dt.timedelta] = {DigestEvery.DAILY: dt.timedelta(days=1), DigestEvery.WEEKLY: dt.timedelta(days=7)}
 MEMBERS_PER_RUN = 500  # the rest wait for the next tick, so one tick stays short
 
 
@@ -71,7 +71,7 @@ def build_digest(session: Session, settings: Settings, member_id: int, *, now: d
     if not items:
         return False
     # Marked first, and only if still waiting: a worker racing for the same digest finds nothing to do.
-    marked = session.execute(update(DigestItem).where(DigestItem.id.in_([i.id for i in items]),
+    marked = session.connection().execute(update(DigestItem).where(DigestItem.id.in_([i.id for i in items]),
                                                       DigestItem.digested_at.is_(None))
                              .values(digested_at=now)).rowcount
     member = session.get(Member, member_id)

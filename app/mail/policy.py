@@ -111,10 +111,10 @@ def plan(session: Session, kind: str, audience: Any, *, voted: Iterable[int] = (
         MailPreference.kind == kind, MailPreference.member_id.in_(ids))).all())
     unsubscribed = set(session.scalars(select(MemberMailSettings.member_id).where(
         MemberMailSettings.unsubscribed_all.is_(True), MemberMailSettings.member_id.in_(ids))))
-    sent = dict(session.execute(
+    sent = {mid: n for mid, n in session.execute(
         select(OutboxMessage.member_id, func.count()).where(
             OutboxMessage.kind.in_(BUDGETED), OutboxMessage.created_at >= now - BUDGET_WINDOW,
-            OutboxMessage.member_id.in_(ids)).group_by(OutboxMessage.member_id)).all())
+            OutboxMessage.member_id.in_(ids)).group_by(OutboxMessage.member_id)) if mid is not None}
     return Plan(kind=kind, defaults=org_defaults(session), modes=modes, unsubscribed=unsubscribed, sent=sent,
                 voted=set(voted))
 

@@ -232,8 +232,8 @@ def confirm_vote(session: Session, settings: Settings, p: Proposal, *, member_id
 # --- closing: the results, and outcome updates -----------------------------------------------------------------
 
 def _result_context(settings: Settings, p: Proposal, org_name: str, tz: str, slots: Slots) -> dict[str, Any]:
-    result = p.result or {}
-    rows = result.get("rows", [])
+    result: dict[str, Any] = p.result or {}
+    rows: list[dict[str, Any]] = result.get("rows", [])
     top = max((r.get("percent", 0) for r in rows), default=0) or 1
     return _base_context(settings, p, org_name, tz, slots) | {
         "verdict": result.get("verdict", ""),
