@@ -118,6 +118,7 @@ routes = [
     Route("/proposals/{proposal_id:int}/results.csv", voting.results_csv, name="voting:results_csv"),
     Route("/proposals/{proposal_id:int}/ballots.csv", voting.ballots_csv, name="voting:ballots_csv"),
     Route("/proposals/{proposal_id:int}/receipt", voting.check_receipt, methods=["POST"], name="voting:receipt"),
+    Route("/proposals/{proposal_id:int}/receipts", voting.receipts, name="voting:receipts"),
     Route("/vote/{token}", voting_links.vote_link, methods=["GET", "POST"], name="voting:link"),
     Route("/admin/outbox", mail.outbox, methods=["GET"], name="admin:outbox"),
     Route("/admin/outbox/{message_id:int}", mail.outbox_message, methods=["GET"], name="admin:outbox_message"),

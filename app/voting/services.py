@@ -373,11 +373,24 @@ def run_due_transitions(db: Any, settings: Settings, *, now: dt.datetime | None 
 
 # --- after close -----------------------------------------------------------------------------------------------
 
-def receipts(session: Session, p: Proposal) -> list[tuple[str, object | None]]:
-    """Every counted ballot's receipt fingerprint, sorted, with its choice where the proposal publishes them."""
-    rows = session.execute(select(CountedBallot.receipt_hash, CountedBallot.choice).where(
-        CountedBallot.proposal_id == p.id).order_by(CountedBallot.receipt_hash)).all()
-    return [(fingerprint(h), c if p.publish_choices else None) for h, c in rows]
+INLINE_RECEIPTS = 200  # the results page lists this many fingerprints itself; more get pages of their own
+RECEIPTS_PAGE = 1000
+
+
+def receipts(session: Session, p: Proposal, *, page: int | None = None) -> list[tuple[str, object | None]]:
+    """Counted ballots' receipt fingerprints, sorted, with their choice where the proposal publishes them: all of
+    them, or one page of RECEIPTS_PAGE (pages count from 1)."""
+    mine = CountedBallot.proposal_id == p.id
+    choice = CountedBallot.choice if p.publish_choices else literal(None)
+    q = select(CountedBallot.receipt_hash, choice).where(mine).order_by(CountedBallot.receipt_hash)
+    if page is not None:
+        skip = (max(1, page) - 1) * RECEIPTS_PAGE
+        if skip:
+            # Skipped in the (proposal_id, receipt_hash) index alone, not row by row through the table.
+            q = q.where(CountedBallot.receipt_hash >= select(CountedBallot.receipt_hash).where(mine).order_by(
+                CountedBallot.receipt_hash).offset(skip).limit(1).scalar_subquery())
+        q = q.limit(RECEIPTS_PAGE)
+    return [(fingerprint(h), c) for h, c in session.execute(q)]
 
 
 def check_receipt(session: Session, p: Proposal, code: str) -> tuple[bool, object | None]:

@@ -96,15 +96,38 @@ async def results(request: Request) -> Response:
             if p.state != State.CLOSED:
                 panel = services.vote_panel(s, p, me.id)
                 return {"proposal": p, "panel": panel, "result": panel.tally if panel.show_tally else None,
-                        "receipts": [], "open_ballots": [], "groups": {}}
+                        "receipts": [], "open_ballot_count": 0, "groups": {}}
             from app.members.models import Group
 
             groups = {g.id: g.name for g in s.query(Group)}
-            return {"proposal": p, "panel": None, "result": p.result, "receipts": services.receipts(s, p),
-                    "open_ballots": services.open_ballots(s, p), "groups": groups}
+            # Served from the stored result: what the page shows does not grow with the number of ballots.
+            # A long list of receipts gets pages of its own, and an open ballot's list is the CSV download.
+            inline = p.ballots_counted <= services.INLINE_RECEIPTS
+            return {"proposal": p, "panel": None, "result": p.result,
+                    "receipts": services.receipts(s, p) if inline else None,
+                    "open_ballot_count": 0 if p.secret else p.ballots_counted, "groups": groups}
 
     ctx = await run_db(load)
     return render(request, "voting/results.html", ctx)
+
+
+async def receipts(request: Request) -> Response:
+    """Every counted ballot's receipt fingerprint, a thousand a page, in fingerprint order."""
+    proposal_id = request.path_params["proposal_id"]
+    raw = request.query_params.get("page", "1")
+    page = int(raw) if raw.isdigit() and len(raw) < 7 else 1
+
+    def load() -> dict[str, Any]:
+        with web.db(request).read() as s:
+            p = _visible(s, request, proposal_id)
+            if p.state != State.CLOSED:
+                raise HTTPException(404, "Receipts are published when voting closes.")
+            pages = max(1, -(-p.ballots_counted // services.RECEIPTS_PAGE))
+            current = min(max(1, page), pages)
+            return {"proposal": p, "receipts": services.receipts(s, p, page=current), "page": current,
+                    "pages": pages, "first": (current - 1) * services.RECEIPTS_PAGE + 1}
+
+    return render(request, "voting/receipts.html", await run_db(load))
 
 
 async def results_json(request: Request) -> Response:
