@@ -334,11 +334,12 @@ def calendar_attachment(session: Session, settings: Settings, step: ActionStep, 
 
 
 def _mail(session: Session, settings: Settings, step: ActionStep, c: Commitment, *, event: str,
-          now: dt.datetime) -> None:
-    """The member's own confirmation (committed, waitlisted, moved in, withdrawn, shift changed, reminder)."""
+          now: dt.datetime) -> bool:
+    """The member's own confirmation (committed, waitlisted, moved in, withdrawn, shift changed, reminder).
+    Returns whether a message was queued (not for a deactivated member, nor a reminder already sent)."""
     member = session.get(Member, c.member_id)
     if member is None or member.status == Status.DEACTIVATED:
-        return
+        return False
     org_name, tz = _org(session)
     attachments = None
     if step.kind == Kind.SHIFT and step.starts_at is not None and event != CommitmentStatus.WAITLISTED:
@@ -347,25 +348,30 @@ def _mail(session: Session, settings: Settings, step: ActionStep, c: Commitment,
     kind = "shift_reminder" if event == "reminder" else "commitment"
     # A reminder goes once per shift version; the other messages once per event.
     dedupe = f"c{c.id}:s{step.sequence}" if event == "reminder" else f"c{c.id}:{event}:{secrets.token_hex(6)}"
-    enqueue(session, settings, kind=kind, to_addr=member.email, to_name=member.name, member_id=member.id,
-            context={"org_name": org_name, "name": member.name, "event": event, "title": step.title,
-                     "kind": step.kind, "when": when_text(step, tz), "place": step.place, "link": step.link,
-                     "description": step.description, "quantity": c.quantity, "unit": step.unit,
-                     "url": step_url(settings, step), "position": c.position},
-            dedupe=dedupe, attachments=attachments)
+    return enqueue(session, settings, kind=kind, to_addr=member.email, to_name=member.name, member_id=member.id,
+                   context={"org_name": org_name, "name": member.name, "event": event, "title": step.title,
+                            "kind": step.kind, "when": when_text(step, tz), "place": step.place,
+                            "link": step.link, "description": step.description, "quantity": c.quantity,
+                            "unit": step.unit, "url": step_url(settings, step), "position": c.position},
+                   dedupe=dedupe, attachments=attachments)
 
 
 def send_reminders(session: Session, settings: Settings, *, now: dt.datetime | None = None,
                    ahead: dt.timedelta = dt.timedelta(hours=24)) -> int:
-    """A reminder to everyone committed to a shift starting within `ahead` (each once per shift version)."""
+    """A reminder to everyone committed to a shift starting within `ahead`, each once per shift version (a
+    moved shift reminds again). Returns how many were queued now: 0 when all of them had been already."""
     now = now or utcnow()
     rows = session.execute(select(Commitment, ActionStep).join(ActionStep, ActionStep.id == Commitment.step_id)
                            .where(ActionStep.kind == Kind.SHIFT, ActionStep.starts_at > now,
                                   ActionStep.starts_at <= now + ahead,
                                   Commitment.status == CommitmentStatus.COMMITTED)).all()
-    for c, step in rows:
-        _mail(session, settings, step, c, event="reminder", now=now)
-    return len(rows)
+    return sum(_mail(session, settings, step, c, event="reminder", now=now) for c, step in rows)
+
+
+def run_due_shift_reminders(db: Any, settings: Settings, *, now: dt.datetime | None = None) -> int:
+    """The worker calls this every tick; the outbox's dedupe key makes a second run (or worker) send nothing."""
+    with db.begin() as s:
+        return send_reminders(s, settings, now=now)
 
 
 # --- admins: campaigns and steps -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Any number can run at once: the outbox and the jobs are claimed under leases. Ea
 - if PLENARY_SMTP_URL is set, drain the outbox (otherwise messages stay pending and admins read them at
   /admin/outbox);
 - run the jobs that are due, and open or close proposals whose time has come;
-- queue the reminders and digests that are due;
+- queue the reminders (proposals' deadlines, shifts starting within a day) and digests that are due;
 - about every ten minutes: delete rate-limit events and used or expired sign-in links older than a day, and
   sessions that have expired.
 
@@ -25,6 +25,7 @@ import time
 
 from sqlalchemy import delete, or_
 
+from app.actions.services import run_due_shift_reminders
 from app.db import Database, run_db, utcnow
 from app.jobs import services as jobs
 from app.mail.digest import run_due_digests
@@ -101,6 +102,7 @@ class Worker:
                     break
         done += await run_db(jobs.run_due, self.db, self.name)
         done += await run_db(run_due_transitions, self.db, self.settings)
+        done += await run_db(run_due_shift_reminders, self.db, self.settings)
         done += await run_db(run_due_reminders, self.db, self.settings)
         done += await run_db(run_due_digests, self.db, self.settings)
         now = time.monotonic()

@@ -219,3 +219,27 @@ def test_dashboard_months(db, settings, proposal, member):
     with db.read() as s:
         months = funnel.dashboard(s, now=utcnow())
     assert len(months) == 12 and months[-1].commitments == 1
+
+
+def test_the_worker_queues_shift_reminders_once(db, settings, proposal, member):
+    import asyncio
+    import dataclasses
+
+    from app.jobs.worker import Worker
+
+    with db.begin() as s:
+        soon = shift(s, proposal.id, starts_in=dt.timedelta(hours=20))
+        later = shift(s, proposal.id, starts_in=dt.timedelta(days=3))
+        services.commit(s, settings, me(member), soon.id)
+        services.commit(s, settings, me(member), later.id)
+    worker = Worker(dataclasses.replace(settings, smtp_url=""), db, name="test")
+    first = asyncio.run(worker.tick())
+    [reminder] = outbox(db, "shift_reminder")
+    assert reminder.to_addr == member.email and reminder.attachments
+    assert str(Calendar.from_ical(reminder.attachments[0]["content"]).walk("VEVENT")[0]["UID"]).startswith(
+        "commitment-")
+    second = asyncio.run(worker.tick())
+    assert len(outbox(db, "shift_reminder")) == 1  # idempotent: the next tick (or worker) queues nothing
+    assert first >= 1 and second == 0  # an idle worker is not kept busy by reminders already sent
+    with db.begin() as s:
+        assert services.send_reminders(s, settings) == 0
