@@ -43,6 +43,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
+    from app.actions.services import my_commitments
     from app.proposals import queries as proposal_queries
     from app.proposals.display import display_context
 
@@ -50,11 +51,12 @@ async def home(request: Request) -> Response:
 
     def load() -> Any:
         with web.db(request).read() as s:
-            return proposal_queries.home(s, me)
+            return proposal_queries.home(s, me), my_commitments(s, me.id)
 
-    listing = await run_db(load)
+    listing, commitments = await run_db(load)
     return render(request, "members/home.html",
-                  {"me": me, "listing": listing, **display_context(request.app.state.org_tz or "UTC")})
+                  {"me": me, "listing": listing, "commitments": commitments,
+                   **display_context(request.app.state.org_tz or "UTC")})
 
 
 async def setup(request: Request) -> Response:

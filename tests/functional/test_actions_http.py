@@ -287,3 +287,33 @@ def test_roster_csv_is_for_admins_and_escapes_formulas(admin_client, member_clie
     assert {"'=cmd|' /C calc'!A0", "'+SUM(1)", "'-2+3", "'@A1", "Plain Name"} <= names
     assert [row["note"] for row in rows if row["name"] == "Noter"] == ["'=HYPERLINK(\"http://x\")"]
     assert _snapshot(db) == before
+
+
+def test_home_lists_your_commitments(member_client, admin, db, settings):
+    p, step = _setup(db, admin, capacity=1)
+    with db.begin() as s:
+        c = Campaign(title="Clean the river", published=True)
+        s.add(c)
+        s.flush()
+        later = services.create_step(s, StepData(kind="pledge", title="Bags", goal=50, unit="bags"),
+                                     campaign_id=c.id)
+        full = services.create_step(s, StepData(kind="shift", title="Late shift", capacity=1,
+                                                starts_at=step.starts_at + dt.timedelta(days=1),
+                                                ends_at=step.ends_at + dt.timedelta(days=1)), proposal_id=p.id)
+        services.commit(s, settings, services_me(make_member(s)), full.id)
+    soup = BeautifulSoup(member_client.get("/").text, "html.parser")
+    assert soup.find(id="home-commitments") is None  # nothing yet, no empty section
+    member_client.form(f"/steps/{step.id}/commit")
+    member_client.form(f"/steps/{later.id}/commit", {"quantity": "4"})
+    member_client.form(f"/steps/{full.id}/commit")
+    section = BeautifulSoup(member_client.get("/").text, "html.parser").find(id="home-commitments")
+    items = section.find_all("li")
+    assert [li.a.text for li in items] == ["River clean-up", "Late shift", "Bags"]  # soonest shift first
+    assert items[0].a["href"] == f"/proposals/{p.id}#step-{step.id}"
+    assert items[2].a["href"] == f"/campaigns/{c.id}#step-{later.id}" and "4 bags" in items[2].text
+    assert "waiting list" in items[1].text and "waiting list" not in items[0].text
+    with db.read() as s:
+        mine = s.scalar(select(Commitment).where(Commitment.step_id == step.id))
+    member_client.form(f"/commitments/{mine.id}/done")
+    items = BeautifulSoup(member_client.get("/").text, "html.parser").find(id="home-commitments").find_all("li")
+    assert [li.a.text for li in items] == ["Late shift", "Bags"]  # done: no longer listed
