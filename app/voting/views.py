@@ -97,6 +97,7 @@ async def results(request: Request) -> Response:
                 panel = services.vote_panel(s, p, me.id)
                 return {"proposal": p, "panel": panel, "result": panel.tally if panel.show_tally else None,
                         "receipts": [], "open_ballot_count": 0, "groups": {}}
+            from app.actions.services import steps_for
             from app.members.models import Group
 
             groups = {g.id: g.name for g in s.query(Group)}
@@ -104,6 +105,7 @@ async def results(request: Request) -> Response:
             # A long list of receipts gets pages of its own, and an open ballot's list is the CSV download.
             inline = p.ballots_counted <= services.INLINE_RECEIPTS
             return {"proposal": p, "panel": None, "result": p.result,
+                    "steps": steps_for(s, me, proposal_id=p.id), "tz": request.app.state.org_tz or "UTC",
                     "receipts": services.receipts(s, p) if inline else None,
                     "open_ballot_count": 0 if p.secret else p.ballots_counted, "groups": groups}
 

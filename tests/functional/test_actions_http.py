@@ -317,3 +317,15 @@ def test_home_lists_your_commitments(member_client, admin, db, settings):
     member_client.form(f"/commitments/{mine.id}/done")
     items = BeautifulSoup(member_client.get("/").text, "html.parser").find(id="home-commitments").find_all("li")
     assert [li.a.text for li in items] == ["Late shift", "Bags"]  # done: no longer listed
+
+
+def test_the_results_page_shows_the_steps(member_client, admin, db, settings):
+    from app.voting.services import close_proposal
+
+    p, step = _setup(db, admin)
+    with db.begin() as s:
+        close_proposal(s, settings, p.id, actor_id=None)
+    soup = BeautifulSoup(member_client.get(f"/proposals/{p.id}/results").text, "html.parser")
+    assert soup.find(id="action-steps") and soup.find(id=f"step-{step.id}")
+    r = member_client.form(f"/steps/{step.id}/commit", headers=HX)
+    assert r.status_code == 200 and "You're in." in r.text
