@@ -70,14 +70,15 @@ def make_proposal(session: Session, *, title: str = "Paint the hall green?", met
 
 
 def make_comment(session: Session, proposal: Proposal, author: Member, *, body: str = "A comment.",
-                 parent: object | None = None, paragraph: int | None = None, stance: str | None = None,
+                 parent: object | None = None, paragraph: int = 0, stance: str | None = None,
                  response_status: str | None = None, created_at: dt.datetime | None = None) -> object:
     """A comment as the service would store it (its count included), without the service's checks."""
     from app.comments.models import Comment
     from app.comments.services import count_change
     from app.db import utcnow
 
-    c = Comment(proposal_id=proposal.id, author_id=author.id, body_md=body, stance=stance,
+    kind = "reply" if parent is not None else "response" if response_status else "comment"
+    c = Comment(proposal_id=proposal.id, author_id=author.id, body_md=body, stance=stance, kind=kind,
                 parent_id=getattr(parent, "id", None), paragraph=getattr(parent, "paragraph", paragraph),
                 response_status=response_status, created_at=created_at or utcnow())
     session.add(c)

@@ -1,9 +1,11 @@
 """Comments and what hangs off them: earlier versions, endorsements, flags, blocks, closures, notifications.
 
 A comment is a top-level comment (`parent_id` NULL) or a reply to one (threads are one level deep). A comment
-on one paragraph of a policy change carries that paragraph's number; its replies inherit it. An admin's
-official response is a comment with a `response_status`. `endorsement_count` is kept beside the endorsements
-(changed in the same statement that adds or removes one) so "most endorsed first" can page through an index.
+on one paragraph of a policy change carries that paragraph's number (0: the proposal as a whole); its replies
+inherit it. An admin's official response is a comment with a `response_status`; `kind` says where a comment
+is listed (with the comments, pinned as an official response, or in a thread). `endorsement_count` is kept
+beside the endorsements (changed with each one added or removed) so "most endorsed first" can page through an
+index.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ class Stance(enum.StrEnum):
     NEUTRAL = "neutral"
 
 
+class CommentKind(enum.StrEnum):
+    """Where a comment is listed: with the comments, pinned as an official response, or in its thread."""
+
+    COMMENT = "comment"
+    RESPONSE = "response"  # an official response to the proposal (or one paragraph), pinned
+    REPLY = "reply"  # in a thread, official or not
+
+
 class ResponseStatus(enum.StrEnum):
     """Where an admin says the feedback stands."""
 
@@ -38,13 +48,16 @@ class Comment(Base):
         CheckConstraint("stance IN ('for', 'against', 'neutral')", name="stance"),
         CheckConstraint("response_status IN ('review', 'accepted', 'changed', 'declined')",
                         name="response_status"),
-        CheckConstraint("paragraph > 0", name="paragraph"),
-        # One page of a proposal's (or a paragraph's) top-level comments, newest or oldest first, or its official
-        # responses (response_status not NULL)...
-        Index("ix_comments_list", "proposal_id", "parent_id", "paragraph", "response_status", "id"),
-        # ...or most endorsed first: keyset pagination walks these indexes, so page 100 costs what page 1 does.
-        Index("ix_comments_endorsed", "proposal_id", "parent_id", "paragraph", "response_status",
-              "endorsement_count", "id"),
+        CheckConstraint("kind IN ('comment', 'response', 'reply')", name="kind"),
+        CheckConstraint("(kind = 'reply') = (parent_id IS NOT NULL)", name="kind_reply"),
+        CheckConstraint("kind != 'response' OR response_status IS NOT NULL", name="kind_response"),
+        CheckConstraint("paragraph >= 0", name="paragraph_number"),
+        # One page of a proposal's (or a paragraph's) comments, newest or oldest first, or its official responses;
+        # or most endorsed first. Every column before the sort key is compared with "=" (none is NULL), so both
+        # databases read the page straight off the index in order: page 100 costs what page 1 does.
+        # (PostgreSQL cannot keep an index's order after an IS NULL condition, hence `kind` and paragraph 0.)
+        Index("ix_comments_list", "proposal_id", "kind", "paragraph", "id"),
+        Index("ix_comments_endorsed", "proposal_id", "kind", "paragraph", "endorsement_count", "id"),
         Index("ix_comments_parent", "parent_id", "id"),  # a thread's replies
     )
 
@@ -52,7 +65,9 @@ class Comment(Base):
     proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"), index=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"))
-    paragraph: Mapped[int | None] = mapped_column(Integer)  # 1-based, in the proposed text of a policy change
+    kind: Mapped[str] = mapped_column(String(8), default=CommentKind.COMMENT)
+    # 0: on the proposal as a whole; n: on paragraph n (from 1) of a policy change's proposed text
+    paragraph: Mapped[int] = mapped_column(Integer, default=0)
     stance: Mapped[str | None] = mapped_column(String(8))
     response_status: Mapped[str | None] = mapped_column(String(16))  # set: an admin's official response
     body_md: Mapped[str] = mapped_column(Text, default="")

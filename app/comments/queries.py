@@ -24,7 +24,7 @@ from sqlalchemy import case, func, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from app.comments.forms import CommentForm, new_form
-from app.comments.models import Comment, CommentCount, CommentRevision, Endorsement
+from app.comments.models import Comment, CommentCount, CommentKind, CommentRevision, Endorsement
 from app.comments.services import STANCES, STATUSES, Access, access, can_edit, paragraphs
 from app.markdown import render_markdown
 from app.members.models import Member
@@ -208,14 +208,13 @@ def _with_replies(session: Session, acc: Access, tops: list[tuple[Comment, str |
     if top_ids:
         ordering = (case((Comment.response_status.is_(None), 1), else_=0), Comment.id)
         ranked = select(
-            Comment.id.label("id"),
+            Comment, Member.name.label("author_name"),
             func.row_number().over(partition_by=Comment.parent_id, order_by=ordering).label("rn"),
             func.count().over(partition_by=Comment.parent_id).label("n"),
-        ).where(Comment.parent_id.in_(top_ids)).subquery()
+        ).outerjoin(Member, Member.id == Comment.author_id).where(Comment.parent_id.in_(top_ids)).subquery()
         rows = session.execute(
-            select(Comment, Member.name, ranked.c.n).join(ranked, ranked.c.id == Comment.id)
-            .outerjoin(Member, Member.id == Comment.author_id)
-            .where(ranked.c.rn <= REPLY_PREVIEW).order_by(Comment.parent_id, ranked.c.rn)).all()
+            select(aliased(Comment, ranked), ranked.c.author_name, ranked.c.n)
+            .where(ranked.c.rn <= REPLY_PREVIEW).order_by(ranked.c.parent_id, ranked.c.rn)).all()
         by_parent = {v.id: v for v in views}
         for c, name, n in rows:
             parent = by_parent[c.parent_id]
@@ -241,9 +240,8 @@ def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "new
     """One batch of top-level comments. Official responses are apart: `with_pinned` loads them too (for a
     first page), in the same statements as the batch."""
     sort = sort if sort in SORTS else "newest"
-    where: list[Any] = [Comment.proposal_id == p.id, Comment.parent_id.is_(None),
-                        Comment.paragraph.is_(None) if paragraph is None else Comment.paragraph == paragraph,
-                        Comment.response_status.is_(None)]
+    where: list[Any] = [Comment.proposal_id == p.id, Comment.kind == CommentKind.COMMENT,
+                        Comment.paragraph == (paragraph or 0)]
     if stance:
         where.append(Comment.stance == stance)
         if not acc.is_admin:
@@ -279,13 +277,9 @@ def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "new
 
 def _pinned_rows(session: Session, p: Proposal, paragraph: int | None) -> list[Any]:
     """Official responses to the proposal (or to one paragraph), newest first."""
-    # No ORDER BY: sorted here, because with one SQLite would walk the thread index (parent_id IS NULL, in id
-    # order) over every top-level comment instead of the few official ones `ix_comments_list` finds.
-    rows = session.execute(_BASE.where(
-        Comment.proposal_id == p.id, Comment.parent_id.is_(None),
-        Comment.paragraph.is_(None) if paragraph is None else Comment.paragraph == paragraph,
-        Comment.response_status.is_not(None)).limit(PINNED_MAX * 10)).all()
-    return sorted(rows, key=lambda row: row[0].id, reverse=True)[:PINNED_MAX]
+    return list(session.execute(_BASE.where(
+        Comment.proposal_id == p.id, Comment.kind == CommentKind.RESPONSE, Comment.paragraph == (paragraph or 0))
+        .order_by(Comment.id.desc()).limit(PINNED_MAX)).all())
 
 
 def reply_page(session: Session, acc: Access, parent: Comment, after: str = "") -> Page:

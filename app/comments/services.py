@@ -32,6 +32,7 @@ from app.comments.models import (
     CommentBlock,
     CommentClosure,
     CommentCount,
+    CommentKind,
     CommentRevision,
     Endorsement,
     Flag,
@@ -231,8 +232,7 @@ def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body:
             raise CommentError("There is no such comment to reply to.", 404)
         require_live(parent, "get new replies")
         paragraph, stance = parent.paragraph, ""
-    elif paragraph is not None and (p.kind != Kind.POLICY
-                                    or not 1 <= paragraph <= len(paragraphs(p.proposed_text))):
+    elif paragraph and (p.kind != Kind.POLICY or not 1 <= paragraph <= len(paragraphs(p.proposed_text))):
         raise CommentError("The proposed text has no such paragraph.", 404)
     text = clean_body(body)
     stance_value = None if official else _stance(stance)
@@ -241,8 +241,10 @@ def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body:
     except RateLimited:
         raise CommentError(f"You have posted {RATE_LIMIT} comments in the last minute, the most Plenary takes. "
                            "Wait a minute, then send it again: your text is still in the form.", 429) from None
-    c = Comment(proposal_id=p.id, author_id=me.id, parent_id=parent.id if parent else None, paragraph=paragraph,
-                stance=stance_value, response_status=response_status or None, body_md=text, created_at=now)
+    kind = CommentKind.REPLY if parent else CommentKind.RESPONSE if official else CommentKind.COMMENT
+    c = Comment(proposal_id=p.id, author_id=me.id, parent_id=parent.id if parent else None, kind=kind,
+                paragraph=paragraph or 0, stance=stance_value, response_status=response_status or None,
+                body_md=text, created_at=now)
     session.add(c)
     session.flush()  # the id, for notifications and the redirect to the comment's anchor
     count_change(session, c, +1)

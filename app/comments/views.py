@@ -70,7 +70,7 @@ def anchor(request: Request, c: Comment | queries.CommentView) -> str:
 
 def _new_anchor(request: Request, c: Comment) -> str:
     """Where a comment just posted appears first: the proposal's page (newest first), or its paragraph's."""
-    if c.parent_id is None and c.paragraph is not None:
+    if c.parent_id is None and c.paragraph:
         return (_url(request, "comments:list", proposal_id=c.proposal_id) + f"?paragraph={c.paragraph}"
                 + f"#comment-{c.id}")
     if c.parent_id is None:
@@ -87,7 +87,7 @@ async def comment_list(request: Request) -> Response:
     pid = _path_id(request, "proposal_id")
     qp = request.query_params
     sort, after = qp.get("sort", "newest")[:10], qp.get("after", "")[:30]
-    paragraph, stance = _int(qp.get("paragraph")), qp.get("stance", "")[:10] or None
+    paragraph, stance = _int(qp.get("paragraph")) or None, qp.get("stance", "")[:10] or None
     if stance not in (None, *services.STANCES):
         stance = None
 
