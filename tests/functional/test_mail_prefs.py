@@ -253,3 +253,12 @@ def test_bulk_headers_on_mailings_none_on_account_mail(mail_app, mail, db, admin
     assert by_subject[next(s for s in by_subject if s.startswith("Your vote on"))]["References"] == \
         f"<proposal-{public_id}@testserver>"
 
+
+
+def test_only_admins_set_the_defaults(member_client, client, db):
+    assert member_client.get("/admin/mail").status_code == 403
+    assert member_client.form("/admin/mail", {**ALL_IMMEDIATE, "digest_every": "daily",
+                                              "weekly_budget": "0"}).status_code == 403
+    assert client.get("/admin/mail", follow_redirects=False).status_code == 303  # signed out: to sign-in
+    with db.read() as s:
+        assert s.get(OrgMailSettings, 1) is None
