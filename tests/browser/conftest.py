@@ -66,7 +66,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlenaryServer]:
         sink.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: a sync Playwright keeps an event loop running in the main thread while it is
+# open, and tests after the browser modules call asyncio.run() there.
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests"

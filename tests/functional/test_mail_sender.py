@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run in a thread of its own: a session-wide sync Playwright keeps a loop running in this one."""
+    """asyncio.run in a thread of its own, so it works whatever loop the calling thread may be running."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result(timeout=120)
 

@@ -14,7 +14,7 @@ from icalendar import Calendar
 from playwright.sync_api import expect
 
 from tests.browser.harness import Browsing, PlenaryServer
-from tests.browser.test_voting import (
+from tests.browser.test_browser_voting import (
     MEMBERS,
     TZ,
     import_members,
