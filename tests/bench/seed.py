@@ -13,7 +13,10 @@ What `build` creates, through the app's own services wherever the state matters:
   `close_proposal` (count, shuffle into counted_ballots, erase the key, queue 2,000 results emails);
 - proposal 3, closed, 100,000 ballots: there are not 100,000 members, so its counted ballots are synthetic and
   bulk-inserted, and its stored result is computed by the real tally (`ballot_rules.count`, `build_result`,
-  `breakdown`) over exactly those rows, as `close_proposal` does.
+  `breakdown`) over exactly those rows, as `close_proposal` does;
+- proposals 4 and 5, open, the same question with 5 and with 5,000 comments (a fifth of them replies, a mix of
+  stances and endorsements; bulk-inserted, their counts rebuilt by `comments.services.recount`): the page of a
+  short and of a long discussion.
 
 `build` writes a JSON file for the driver: the CSRF token, the session tokens (first line: the admin) and the
 proposal ids; the session tokens alone go to a text file beside it, one a line, for the wrk script.
@@ -41,6 +44,8 @@ if str(REPO) not in sys.path:
 
 from app import security  # noqa: E402
 from app.db import Database, utcnow  # noqa: E402
+from app.comments.models import Comment  # noqa: E402
+from app.comments.services import recount  # noqa: E402
 from app.members.auth import start_session  # noqa: E402
 from app.members.models import Group, GroupMembership, Member, Organization, Role, Status, UserSession  # noqa: E402
 from app.proposals import services as proposal_services  # noqa: E402
@@ -176,6 +181,41 @@ def _big_closed(db: Database, settings: Settings) -> int:
     return pid
 
 
+_SENTENCES = (
+    "I think the **weekly** digest is the right call: most of us read mail on Sunday evenings.",
+    "Monthly is too slow when a vote only stays open for two weeks.",
+    "Could we try in-app notifications first and see how many people actually open them?",
+    "Please keep an option for members without a smartphone; email reaches everyone.",
+    "Our branch voted on something similar last year, see [the minutes](https://example.org/minutes).",
+    "Fewer emails would be welcome, but not at the price of missing a deadline.",
+)
+
+
+def _discussion(db: Database, settings: Settings, *, title: str, comments: int, seed: int) -> int:
+    """An open proposal with `comments` comments by the voters, a fifth of them replies."""
+    pid = _open(db, settings, title=title, secret=False, visibility=Visibility.LIVE)
+    rng = random.Random(seed)
+    now = utcnow()
+    replies = comments // 5
+    top = comments - replies
+
+    def row(i: int, kind: str, parent_id: int | None) -> dict[str, object]:
+        body = " ".join(rng.sample(_SENTENCES, rng.randint(1, 3)))
+        return {"proposal_id": pid, "author_id": rng.randint(1, VOTERS), "kind": kind, "parent_id": parent_id,
+                "paragraph": 0, "stance": rng.choice(("for", "against", "neutral", None)), "body_md": body,
+                "endorsement_count": rng.choice((0, 0, 0, 1, 2, 5, 12)),
+                "created_at": now - dt.timedelta(minutes=comments - i), "hidden_reason": ""}
+
+    with db.begin() as s:
+        for start in range(0, top, 1_000):
+            s.execute(insert(Comment), [row(i, "comment", None) for i in range(start, min(top, start + 1_000))])
+        parents = list(s.scalars(select(Comment.id).where(Comment.proposal_id == pid)))
+        if replies:
+            s.execute(insert(Comment), [row(top + i, "reply", rng.choice(parents)) for i in range(replies)])
+        recount(s, pid)
+    return pid
+
+
 def build(url: str, out: Path) -> None:
     t0 = time.monotonic()
     _migrate(url)
@@ -193,6 +233,10 @@ def build(url: str, out: Path) -> None:
         with db.begin() as s:
             close_proposal(s, settings, closed_id, actor_id=1, org_name="Bench Co-op")
         big_id = _big_closed(db, settings)
+        short_id = _discussion(db, settings, title="Should the newsletter have a members' letters page?",
+                               comments=5, seed=3)
+        long_id = _discussion(db, settings, title="Should the annual fee follow inflation?", comments=5_000,
+                              seed=4)
         if db.dialect == "sqlite":
             with db.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -206,10 +250,12 @@ def build(url: str, out: Path) -> None:
     sessions_file.write_text("\n".join(tokens) + "\n")
     out.write_text(json.dumps({
         "csrf": security.new_token(), "sessions_file": str(sessions_file), "sessions": len(tokens),
-        "proposals": {"open": open_id, "closed_1k": closed_id, "closed_100k": big_id},
+        "proposals": {"open": open_id, "closed_1k": closed_id, "closed_100k": big_id,
+                      "comments_5": short_id, "comments_5k": long_id},
         "members": MEMBERS, "seconds": round(time.monotonic() - t0, 1)}, indent=1))
     print(f"seeded {url.split('://')[0]} in {time.monotonic() - t0:.1f} s: proposals open={open_id} "
-          f"closed_1k={closed_id} closed_100k={big_id}, {len(tokens)} sessions", flush=True)
+          f"closed_1k={closed_id} closed_100k={big_id} comments_5={short_id} "
+          f"comments_5k={long_id}, {len(tokens)} sessions", flush=True)
 
 
 def fresh(template_url: str, url: str) -> None:
