@@ -67,6 +67,10 @@ def utcnow() -> dt.datetime:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        # As many pooled connections as Starlette's thread pool has threads (40): with fewer, threads queue for a
+        # connection, and overflow connections are closed and reopened (with their pragmas) on every burst.
+        kwargs.setdefault("pool_size", 40)
+        kwargs.setdefault("max_overflow", 0)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         _sqlite_setup(engine)
     else:
