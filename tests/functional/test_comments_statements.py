@@ -1,5 +1,5 @@
 """Long discussions stay fast: a page of comments takes the same number of SQL statements whether the
-proposal has 5 comments or 200 (no N+1: authors, endorsement counts, "I endorsed", replies and earlier
+proposal has 5 comments, 200 or 5,000 (no N+1: authors, endorsement counts, "I endorsed", replies and earlier
 versions are loaded for a whole page at once)."""
 
 from __future__ import annotations
@@ -97,3 +97,42 @@ def test_show_more_costs_the_same_deep_in_the_list(member_client, db, member, ad
         more = BeautifulSoup(r.text, "html.parser").select_one("p.show-more a")
         link = more["href"] if more else None
     assert len(counts) == 3 and len(set(counts)) == 1, counts
+
+
+def test_five_thousand_comments_cost_what_five_do(member_client, db, member):
+    """At full size: 5,000 comments (a fifth of them replies) against 5, the same statements for every page."""
+    from sqlalchemy import insert, select
+
+    from app.comments.models import Comment
+    from app.comments.services import recount
+
+    def bulk(n: int) -> int:
+        with db.begin() as s:
+            p = make_proposal(s, state="open")
+            authors = [make_member(s).id for _ in range(5)]
+            now = utcnow()
+            top = n - n // 5
+            s.execute(insert(Comment), [
+                {"proposal_id": p.id, "author_id": authors[i % 5], "kind": "comment", "paragraph": 0,
+                 "stance": ("for", "against", None)[i % 3], "body_md": f"Comment {i}", "created_at": now,
+                 "endorsement_count": i % 7, "hidden_reason": ""} for i in range(top)])
+            parents = list(s.scalars(select(Comment.id).where(Comment.proposal_id == p.id)))
+            s.execute(insert(Comment), [
+                {"proposal_id": p.id, "author_id": authors[i % 5], "kind": "reply", "paragraph": 0,
+                 "parent_id": parents[i % len(parents)], "body_md": f"Reply {i}", "created_at": now,
+                 "endorsement_count": 0, "hidden_reason": ""} for i in range(n - top)])
+            recount(s, p.id)
+            return p.id
+
+    small, large = bulk(5), bulk(5_000)
+    for url, headers in URLS:
+        counts = []
+        for pid in (small, large):
+            member_client.get(url.format(pid=pid), headers=headers)
+            with statements(db) as seen:
+                r = member_client.get(url.format(pid=pid), headers=headers)
+            assert r.status_code == 200
+            counts.append(len(seen))
+        assert counts[0] == counts[1], (url, counts)
+    page = member_client.get(f"/proposals/{large}").text
+    assert page.count('class="comment-body"') >= 50 and "5,000 comments" in page
