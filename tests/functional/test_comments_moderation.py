@@ -187,6 +187,20 @@ def test_members_see_the_reason_never_the_text(member_client, db, proposal, hidd
         r = member_client.form(url, data, headers=HX)
         assert r.status_code == 409 and SECRET not in r.text, url
     assert get(db, c.id).body_md == SECRET
+    # Replying to it by posting straight to the proposal's comments (no form needed) is refused too.
+    replies_before = reply_count(db, c.id)
+    for headers in ({}, HX):
+        r = member_client.form(f"/proposals/{proposal.id}/comments", {"body": "Me too", "parent_id": str(c.id)},
+                               headers=headers)
+        assert r.status_code == 409 and SECRET not in r.text, headers
+    assert reply_count(db, c.id) == replies_before
+
+
+def reply_count(db, comment_id: int) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(Comment).where(Comment.parent_id == comment_id)) or 0
 
 
 def test_admins_still_read_a_hidden_comment(admin_client, proposal, hidden):
