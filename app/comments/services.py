@@ -403,8 +403,13 @@ def _notify_mentions(session: Session, p: Proposal, c: Comment, actor_id: int, n
     wanted = mentions.handles(c.body_md)
     if not wanted:
         return
-    candidates = session.execute(select(Member.id, Member.name).where(
-        Member.status == Status.ACTIVE, can_see_clause(p)))
+    query = select(Member.id, Member.name).where(Member.status == Status.ACTIVE, can_see_clause(p))
+    firsts = {k[0] for k in wanted}
+    if all(ch.isascii() for ch in firsts):
+        # Only names that start with a mentioned letter, so a comment with an @ does not load the whole
+        # membership (SQL's lower() folds ASCII only: with another first letter, the match stays in Python).
+        query = query.where(func.lower(func.substr(func.trim(Member.name), 1, 1)).in_(firsts))
+    candidates = session.execute(query)
     named = set(mentions.resolve(wanted, candidates).values()) - {actor_id}
     already = set(session.scalars(select(Notification.member_id).where(
         Notification.comment_id == c.id, Notification.kind == NotificationKind.MENTION)))

@@ -517,6 +517,7 @@ def test_mentions_notify_the_one_member_named(member_client, db, org, admin, mem
     with db.begin() as s:
         board = make_group(s, name="Board")
         zoe = make_member(s, name="Zoë van Dijk", groups=(board,))
+        elodie = make_member(s, name="Élodie Brun", groups=(board,))  # a first letter SQL's lower() can't fold
         make_member(s, name="Ann Lee", groups=(board,))
         make_member(s, name="Ann  Lee", groups=(board,))  # two members answer to @Ann_Lee
         outsider = make_member(s, name="Olu Outside")
@@ -537,6 +538,9 @@ def test_mentions_notify_the_one_member_named(member_client, db, org, admin, mem
     cid = last_id(db)
     member_client.form(f"/comments/{cid}/edit", {"body": body + " Also @Mia_Member and @Zoë_van_Dijk."})
     assert count(db, Notification) == 2
+    assert post(member_client, p.id, "Over to you, @élodie_brun.").status_code == 303
+    with db.read() as s:
+        assert s.scalar(select(Notification.member_id).where(Notification.comment_id == last_id(db))) == elodie.id
 
 
 # --- who may do what ------------------------------------------------------------------------------------------
