@@ -19,7 +19,7 @@ from app.db import Database
 from app.middleware import PlenaryMiddleware
 from app.routes import routes
 from app.settings import Settings
-from app.templating import error_response
+from app.templating import error_response, templates
 from app.web import SignInRequired, signin_url
 
 log = logging.getLogger("plenary")
@@ -32,6 +32,9 @@ CSRF_EXEMPT = ("/healthz", "/unsubscribe/")
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     database = db or Database(settings.database_url)
+    # Outside development a template is read once: checking its file's time on every render (and on every
+    # {% include %}, 50 a page of comments) costs more than rendering it.
+    templates.env.auto_reload = settings.env == "dev"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
