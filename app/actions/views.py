@@ -40,7 +40,7 @@ def _back(request: Request, step: ActionStep) -> str:
 def _done(request: Request, url: str, flash: str) -> Response:
     """After a successful admin form: 303 to the page, or for htmx a redirect it follows (the flash goes along)."""
     if htmx.is_partial(request):
-        response = htmx.redirect(Response(status_code=204), url)
+        response = htmx.go_to(request, Response(status_code=204), url)
         set_flash(response, flash)
         return response
     return see_other(url, flash)

@@ -181,6 +181,11 @@ def test_htmx_adds_a_step_and_sends_the_page_to_it(admin_client, db, proposal):
         step = s.scalar(select(ActionStep))
     assert r.headers["hx-redirect"] == f"/proposals/{proposal.id}#step-{step.id}"
     assert "Action%20step%20added" in r.headers["set-cookie"]
+    assert "hx-refresh" not in r.headers
+    # Sent from the proposal's own page, where only the #fragment would change: reloaded there.
+    r = admin_client.form(f"/admin/proposals/{proposal.id}/steps", VALID["open-task"],
+                          headers={**HX, "HX-Current-URL": f"http://testserver/proposals/{proposal.id}"})
+    assert r.status_code == 204 and r.headers["hx-refresh"] == "true"
 
 
 def test_the_step_form_pages(admin_client, member_client, db, proposal, campaign):
