@@ -1,6 +1,7 @@
 """An action step in a real browser: the admin adds a shift to a proposal (a slip in the form first comes back
 in place, filled in), a member votes, the admin closes voting, and the member signs up on the results page
-(htmx), receives the confirmation with a calendar file that parses, and reports the shift done. Every page is checked with axe-core and for CSP reports."""
+(htmx), receives the confirmation with a calendar file that parses, and reports the shift done. Every page is
+checked with axe-core and for CSP reports."""
 
 from __future__ import annotations
 
