@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 HX_REQUEST = "hx-request"
 HX_BOOSTED = "hx-boosted"
 HX_TARGET = "hx-target"
+HX_CURRENT_URL = "hx-current-url"
 HX_REDIRECT = "HX-Redirect"
+HX_REFRESH = "HX-Refresh"
 HX_TRIGGER = "HX-Trigger"
 
 
@@ -29,4 +33,14 @@ def vary(response: Response) -> Response:
 
 def redirect(response: Response, url: str) -> Response:
     response.headers[HX_REDIRECT] = url
+    return response
+
+
+def go_to(request: Request, response: Response, url: str) -> Response:
+    """Send the browser to `url` after an htmx request. Where only the #fragment differs from the page it is on,
+    htmx's assignment to `location` would merely scroll, so the page is also reloaded (at the new address)."""
+    response.headers[HX_REDIRECT] = url
+    here, there = urlsplit(request.headers.get(HX_CURRENT_URL, "")), urlsplit(url)
+    if (here.path, here.query) == (there.path, there.query):
+        response.headers[HX_REFRESH] = "true"
     return response

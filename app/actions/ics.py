@@ -1,8 +1,10 @@
 """The calendar file sent with a shift's confirmation (RFC 5545, written with the `icalendar` package).
 
 One event per commitment: its UID is stable (`commitment-<id>@<domain>`), so a calendar that imported the first
-invitation replaces the event when an update arrives; SEQUENCE is the step's `sequence`, bumped whenever the
-shift's time or place changes. Times are given in the organization's time zone, with its VTIMEZONE.
+invitation replaces the event when an update arrives. SEQUENCE is the commitment's own `calendar_sequence`, raised
+for every new file (the shift moved, the member withdrew, signed up again, or the shift was cancelled), so each
+file supersedes the one before (RFC 5546: a calendar ignores a message whose SEQUENCE is not higher). Times are
+given in the organization's time zone, with its VTIMEZONE.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ def commitment_uid(commitment: Commitment, domain: str) -> str:
     return f"commitment-{commitment.id}@{domain}"
 
 
-def shift_calendar(step: ActionStep, commitment: Commitment, *, domain: str, tz: str, org_name: str,
-                   organizer: str, attendee: str, attendee_name: str, url: str, now: dt.datetime,
+def shift_calendar(step: ActionStep, commitment: Commitment, *, sequence: int, domain: str, tz: str,
+                   org_name: str, organizer: str, attendee: str, attendee_name: str, url: str, now: dt.datetime,
                    cancelled: bool = False) -> str:
     """The .ics text for one member's place on one shift (METHOD:CANCEL when they are no longer on it)."""
     assert step.starts_at is not None
@@ -34,7 +36,7 @@ def shift_calendar(step: ActionStep, commitment: Commitment, *, domain: str, tz:
     event = Event()
     event.add("uid", commitment_uid(commitment, domain))
     event.add("dtstamp", now.astimezone(dt.UTC))
-    event.add("sequence", step.sequence)
+    event.add("sequence", sequence)
     event.add("dtstart", start)
     event.add("dtend", end)
     event.add("summary", step.title)

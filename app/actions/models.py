@@ -36,8 +36,10 @@ class Campaign(Base):
     body_md: Mapped[str] = mapped_column(Text, default="")
     group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="SET NULL"))  # None: everyone
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+    published_at: Mapped[dt.datetime | None]  # when it was published (and its audience was told)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ActionStep(Base):
@@ -62,7 +64,7 @@ class ActionStep(Base):
     capacity: Mapped[int | None] = mapped_column(Integer)  # shifts and tasks: at most this many people
     goal: Mapped[int | None] = mapped_column(Integer)  # pledges: the total aimed for
     unit: Mapped[str] = mapped_column(String(40), default="")  # pledges: "bags", "calls"
-    # Bumped whenever a shift's time or place changes, so calendars replace the event (RFC 5545 SEQUENCE).
+    # Bumped whenever a shift's time or place changes: one reminder per version of the shift.
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -84,6 +86,10 @@ class Commitment(Base):
     quantity: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(String(500), default="")
     position: Mapped[int] = mapped_column(Integer, default=0)  # order on the waiting list
+    # The SEQUENCE of the last calendar file sent for this commitment (None: none sent yet). Every new file
+    # (an update, a cancellation, signing up again after withdrawing) carries a higher one, so it supersedes
+    # the last in the member's calendar (RFC 5546).
+    calendar_sequence: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     done_at: Mapped[dt.datetime | None]
@@ -92,10 +98,12 @@ class Commitment(Base):
 
 
 class PageView(Base):
-    """The first time a member opened a proposal's or campaign's page (later views write nothing)."""
+    """The first time a member opened a proposal's or campaign's page (later views write nothing): its page,
+    its results page, or the page a vote link in an email opens (`via` = "email")."""
 
     __tablename__ = "page_views"
     __table_args__ = (
+        CheckConstraint("via IN ('web', 'email')", name="via"),
         UniqueConstraint("member_id", "proposal_id", name="uq_page_views_member_proposal"),
         UniqueConstraint("member_id", "campaign_id", name="uq_page_views_member_campaign"),
     )
@@ -105,3 +113,4 @@ class PageView(Base):
     proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     first_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    via: Mapped[str] = mapped_column(String(8), default="web")

@@ -1,5 +1,5 @@
 """The rules of action steps: who may commit, capacity and the waiting list, withdrawing, reporting done,
-the admins' steps and campaigns, rosters and messages to everyone committed.
+the admins' steps (add, change, delete), rosters and messages to everyone committed. Campaigns: campaigns.py.
 
 Capacity under concurrency: committing locks the step's row first (`SELECT … FOR UPDATE` on PostgreSQL; on SQLite
 the write transaction is already the only writer, see app/db.py), then counts. So two members racing for the
@@ -9,11 +9,12 @@ last place are served one after the other: one gets it, the other is waitlisted.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -23,15 +24,19 @@ from app.actions.models import ActionStep, Campaign, Commitment, CommitmentStatu
 from app.db import utcnow
 from app.mail.headers import mail_domain
 from app.mail.outbox import enqueue
+from app.members.guard import RateLimited, audit, check_rate
 from app.members.models import GroupMembership, Member, Status
 from app.middleware import CurrentMember
 from app.proposals.models import Proposal
 from app.settings import Settings
 
-MAX_QUANTITY = 10_000
+MAX_QUANTITY = 1_000_000  # a pledge above this is a typing mistake
 NOTE_LIMIT = 500
 ACTIVE = (CommitmentStatus.COMMITTED, CommitmentStatus.DONE)  # what takes a place
 PREFERENCE_KIND = "outcome_update"  # the mail preference that admins' messages to volunteers follow
+# Each sign-up and withdrawal mails the member: at most this many per member and hour.
+CHANGES_PER_HOUR = 30
+MESSAGES_PER_HOUR = 20  # an admin's messages to volunteers
 
 
 class ActionError(Exception):
@@ -59,6 +64,15 @@ def can_see_campaign(session: Session, member: CurrentMember, campaign: Campaign
         return True
     return session.scalar(select(GroupMembership.member_id).where(
         GroupMembership.group_id == campaign.group_id, GroupMembership.member_id == member.id)) is not None
+
+
+def campaign_audience(campaign: Campaign) -> Select[tuple[int]]:
+    """The ids of the members a campaign is for: every active member, or the active members of its group."""
+    audience = select(Member.id).where(Member.status != Status.DEACTIVATED)
+    if campaign.group_id is not None:
+        audience = audience.where(Member.id.in_(select(GroupMembership.member_id).where(
+            GroupMembership.group_id == campaign.group_id)))
+    return audience
 
 
 def get_campaign(session: Session, member: CurrentMember, campaign_id: int) -> Campaign:
@@ -99,7 +113,7 @@ class Progress:
     committed: int = 0  # committed or done: the places taken
     waitlisted: int = 0
     done: int = 0
-    pledged: int = 0  # pledges: the sum of quantities, done or not
+    pledged: int = 0  # pledges: the sum of the quantities given (a pledge without one adds nothing), done or not
 
 
 def progress(session: Session, step_ids: list[int]) -> dict[int, Progress]:
@@ -182,17 +196,37 @@ def my_commitments(session: Session, member_id: int) -> list[MyCommitment]:
 
 # --- members: commit, withdraw, report done ---------------------------------------------------------------------
 
+_WHOLE = re.compile(r"[0-9]{1,12}")
+
+
 def parse_quantity(step: ActionStep, raw: str | None) -> int | None:
+    """A pledge's quantity: optional (empty is a promise without a number), else a whole number from 1 to
+    MAX_QUANTITY."""
     if step.kind != Kind.PLEDGE:
         return None
     raw = (raw or "").strip()
-    if not raw.isdigit() or len(raw) > 6:
-        raise ActionError(f"Say how many{' ' + step.unit if step.unit else ''} you pledge: "
-                          f"a whole number from 1 to {MAX_QUANTITY:,}.", field="quantity")
+    if not raw:
+        return None
+    what = f"how many {step.unit}" if step.unit else "how many"
+    if not _WHOLE.fullmatch(raw):
+        raise ActionError(f"Say {what} as a whole number from 1 to {MAX_QUANTITY:,} (digits only), or leave it "
+                          "empty to pledge without a number.", field="quantity")
     n = int(raw)
-    if not 1 <= n <= MAX_QUANTITY:
-        raise ActionError(f"A pledge is a whole number from 1 to {MAX_QUANTITY:,}.", field="quantity")
+    if n == 0:
+        raise ActionError(f"A pledge of 0 is no pledge: give a whole number from 1 to {MAX_QUANTITY:,}, or leave "
+                          "it empty to pledge without a number.", field="quantity")
+    if n > MAX_QUANTITY:
+        raise ActionError(f"{n:,} is more than we can count for one pledge: give a whole number from 1 to "
+                          f"{MAX_QUANTITY:,}.", field="quantity")
     return n
+
+
+def _rate(session: Session, member_id: int) -> None:
+    try:
+        check_rate(session, [f"commitment:member:{member_id}"], limit=CHANGES_PER_HOUR, window_s=3600)
+    except RateLimited:
+        raise ActionError("You have signed up and withdrawn many times in the last hour, and each time we email "
+                          "you. Please wait a while and try again.", 429) from None
 
 
 def _started(step: ActionStep, now: dt.datetime) -> bool:
@@ -207,6 +241,7 @@ def commit(session: Session, settings: Settings, member: CurrentMember, step_id:
     if _started(step, now):
         raise ActionError("This shift has already started, so signing up is closed.", 409)
     qty = parse_quantity(step, quantity)
+    _rate(session, member.id)
     existing = session.scalar(select(Commitment).where(Commitment.step_id == step.id,
                                                        Commitment.member_id == member.id))
     if existing is not None and existing.status != CommitmentStatus.WITHDRAWN:
@@ -251,6 +286,7 @@ def withdraw(session: Session, settings: Settings, member: CurrentMember, commit
     if _started(step, now):
         raise ActionError("This shift has already started, so you can no longer withdraw here. "
                           "Please tell the organizers directly.", 409)
+    _rate(session, member.id)
     had_place = c.status == CommitmentStatus.COMMITTED
     c.status, c.position, c.updated_at = CommitmentStatus.WITHDRAWN, 0, now
     if step.kind == Kind.SHIFT and had_place:
@@ -295,7 +331,7 @@ def mark_done(session: Session, member: CurrentMember, commitment_id: int, *, no
 
 # --- mail ------------------------------------------------------------------------------------------------------
 
-def _org(session: Session) -> tuple[str, str]:
+def org_and_tz(session: Session) -> tuple[str, str]:
     from app.members.services import get_org
 
     org = get_org(session)
@@ -321,11 +357,11 @@ def when_text(step: ActionStep, tz: str) -> str:
 
 
 def calendar_attachment(session: Session, settings: Settings, step: ActionStep, c: Commitment, member: Member,
-                        *, now: dt.datetime, cancelled: bool = False) -> dict[str, str]:
+                        *, now: dt.datetime, sequence: int, cancelled: bool = False) -> dict[str, str]:
     from email.utils import parseaddr
 
-    org_name, tz = _org(session)
-    text = ics.shift_calendar(step, c, domain=mail_domain(settings), tz=tz, org_name=org_name,
+    org_name, tz = org_and_tz(session)
+    text = ics.shift_calendar(step, c, sequence=sequence, domain=mail_domain(settings), tz=tz, org_name=org_name,
                               organizer=parseaddr(settings.mail_from)[1], attendee=member.email,
                               attendee_name=member.name, url=step_url(settings, step), now=now,
                               cancelled=cancelled)
@@ -333,18 +369,32 @@ def calendar_attachment(session: Session, settings: Settings, step: ActionStep, 
             "method": "CANCEL" if cancelled else "REQUEST", "content": text}
 
 
+CANCELLING = ("withdrawn", "cancelled")  # events whose calendar file removes the event
+
+
+def _calendar_sequence(c: Commitment, event: str) -> int:
+    """The SEQUENCE for this commitment's next calendar file: a reminder repeats the current version; any other
+    file is new and goes one above the last (0 for the first)."""
+    if event == "reminder":
+        return c.calendar_sequence or 0
+    c.calendar_sequence = 0 if c.calendar_sequence is None else c.calendar_sequence + 1
+    return c.calendar_sequence
+
+
 def _mail(session: Session, settings: Settings, step: ActionStep, c: Commitment, *, event: str,
-          now: dt.datetime) -> bool:
-    """The member's own confirmation (committed, waitlisted, moved in, withdrawn, shift changed, reminder).
-    Returns whether a message was queued (not for a deactivated member, nor a reminder already sent)."""
+          now: dt.datetime, calendar: bool = True) -> bool:
+    """The member's own message (committed, waitlisted, moved in, withdrawn, shift changed, reminder, step
+    cancelled), with the calendar file for a shift unless `calendar` is False (a member who is only waiting has no
+    event in their calendar). Returns whether a message was queued (not for a deactivated member, nor a reminder
+    already sent)."""
     member = session.get(Member, c.member_id)
     if member is None or member.status == Status.DEACTIVATED:
         return False
-    org_name, tz = _org(session)
+    org_name, tz = org_and_tz(session)
     attachments = None
-    if step.kind == Kind.SHIFT and step.starts_at is not None and event != CommitmentStatus.WAITLISTED:
+    if calendar and step.kind == Kind.SHIFT and step.starts_at is not None and event != CommitmentStatus.WAITLISTED:
         attachments = [calendar_attachment(session, settings, step, c, member, now=now,
-                                           cancelled=event == "withdrawn")]
+                                           sequence=_calendar_sequence(c, event), cancelled=event in CANCELLING)]
     kind = "shift_reminder" if event == "reminder" else "commitment"
     # A reminder goes once per shift version; the other messages once per event.
     dedupe = f"c{c.id}:s{step.sequence}" if event == "reminder" else f"c{c.id}:{event}:{secrets.token_hex(6)}"
@@ -352,7 +402,8 @@ def _mail(session: Session, settings: Settings, step: ActionStep, c: Commitment,
                    context={"org_name": org_name, "name": member.name, "event": event, "title": step.title,
                             "kind": step.kind, "when": when_text(step, tz), "place": step.place,
                             "link": step.link, "description": step.description, "quantity": c.quantity,
-                            "unit": step.unit, "url": step_url(settings, step), "position": c.position},
+                            "unit": step.unit, "url": step_url(settings, step), "position": c.position,
+                            "waiting": c.status == CommitmentStatus.WAITLISTED},
                    dedupe=dedupe, attachments=attachments)
 
 
@@ -374,7 +425,7 @@ def run_due_shift_reminders(db: Any, settings: Settings, *, now: dt.datetime | N
         return send_reminders(s, settings, now=now)
 
 
-# --- admins: campaigns and steps -------------------------------------------------------------------------------
+# --- admins: steps -----------------------------------------------------------------------------------------------
 
 @dataclass
 class StepData:
@@ -392,7 +443,7 @@ class StepData:
 
 
 def create_step(session: Session, data: StepData, *, proposal_id: int | None = None,
-                campaign_id: int | None = None) -> ActionStep:
+                campaign_id: int | None = None, actor_id: int | None = None, ip: str = "") -> ActionStep:
     if (proposal_id is None) == (campaign_id is None):
         raise ActionError("A step belongs to one proposal or one campaign.")
     if proposal_id is not None and session.get(Proposal, proposal_id) is None:
@@ -402,6 +453,10 @@ def create_step(session: Session, data: StepData, *, proposal_id: int | None = N
     step = ActionStep(proposal_id=proposal_id, campaign_id=campaign_id, **_fields(data))
     session.add(step)
     session.flush()
+    if actor_id is not None:
+        audit(session, "step.create", actor_id=actor_id, ip=ip, object_type="action_step", object_id=step.id,
+              summary=f"Action step added: {step.title}", kind=step.kind, proposal_id=proposal_id,
+              campaign_id=campaign_id)
     return step
 
 
@@ -410,27 +465,71 @@ def _fields(data: StepData) -> dict[str, Any]:
                                           "capacity", "goal", "unit")}
 
 
+def taken_places(session: Session, step_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Commitment).where(
+        Commitment.step_id == step_id, Commitment.status.in_(ACTIVE))) or 0
+
+
 def update_step(session: Session, settings: Settings, step_id: int, data: StepData, *,
-                now: dt.datetime | None = None) -> ActionStep:
-    """Change a step; when a shift's time or place changes, everyone on it gets the updated calendar event."""
+                now: dt.datetime | None = None, actor_id: int | None = None, ip: str = "") -> ActionStep:
+    """Change a step. When a shift's title, time or place changes, everyone on it gets the updated calendar event
+    (a higher SEQUENCE) and those waiting are told; more places move waiting members in. Fewer places than are
+    taken is refused: the members who have them were promised them."""
     now = now or utcnow()
     step = _locked_step(session, step_id)
     if step is None:
         raise NotFound()
     if data.kind != step.kind:
         raise ActionError("A step's kind cannot change; add a new step instead.", field="kind")
-    moved = (data.starts_at, data.ends_at, data.place, data.link) != (step.starts_at, step.ends_at, step.place,
-                                                                      step.link)
+    taken = taken_places(session, step.id)
+    if data.capacity is not None and data.capacity < taken:
+        raise ActionError(f"{taken} members already have a place, so there cannot be fewer than {taken} places. "
+                          "Leave it at that or more (or empty for no limit); to make room, ask members to withdraw "
+                          "first.", field="capacity")
+    moved = (data.title, data.starts_at, data.ends_at, data.place, data.link) != (
+        step.title, step.starts_at, step.ends_at, step.place, step.link)
     for k, v in _fields(data).items():
         setattr(step, k, v)
     step.updated_at = now
+    told = 0
     if step.kind == Kind.SHIFT and moved:
         step.sequence += 1
-        for c in session.scalars(select(Commitment).where(Commitment.step_id == step.id,
-                                                          Commitment.status == CommitmentStatus.COMMITTED)):
-            _mail(session, settings, step, c, event="updated", now=now)
-    promote_all(session, settings, step, now=now)  # a larger capacity lets waiting members in
+        for c in session.scalars(select(Commitment).where(
+                Commitment.step_id == step.id,
+                Commitment.status.in_((CommitmentStatus.COMMITTED, CommitmentStatus.WAITLISTED)))
+                .order_by(Commitment.id)):
+            told += _mail(session, settings, step, c, event="updated", now=now,
+                          calendar=c.status == CommitmentStatus.COMMITTED)
+    promoted = promote_all(session, settings, step, now=now)  # a larger capacity lets waiting members in
+    if actor_id is not None:
+        audit(session, "step.update", actor_id=actor_id, ip=ip, object_type="action_step", object_id=step.id,
+              summary=f"Action step changed: {step.title}", told=told, promoted=promoted)
     return step
+
+
+def delete_step(session: Session, settings: Settings, step_id: int, *, now: dt.datetime | None = None,
+                actor_id: int | None = None, ip: str = "") -> int:
+    """Delete a step with its commitments. Everyone still in or waiting is told by email first (for a shift, with
+    a calendar file that cancels the event). Returns how many were told."""
+    now = now or utcnow()
+    step = _locked_step(session, step_id)
+    if step is None:
+        raise NotFound()
+    told = 0
+    for c in session.scalars(select(Commitment).where(
+            Commitment.step_id == step.id,
+            Commitment.status.in_((CommitmentStatus.COMMITTED, CommitmentStatus.WAITLISTED)))
+            .order_by(Commitment.id)):
+        told += _mail(session, settings, step, c, event="cancelled", now=now,
+                      calendar=c.status == CommitmentStatus.COMMITTED)
+    if actor_id is not None:
+        audit(session, "step.delete", actor_id=actor_id, ip=ip, object_type="action_step", object_id=step.id,
+              summary=f"Action step deleted: {step.title}", told=told, proposal_id=step.proposal_id,
+              campaign_id=step.campaign_id)
+    session.flush()  # the calendar sequences just raised are written before the rows go
+    session.execute(delete(ActionStep).where(ActionStep.id == step.id))  # its commitments go with it (cascade)
+    session.expunge(step)
+    return told
 
 
 def promote_all(session: Session, settings: Settings, step: ActionStep, *, now: dt.datetime) -> int:
@@ -438,23 +537,6 @@ def promote_all(session: Session, settings: Settings, step: ActionStep, *, now: 
     while promote(session, settings, step, now=now) is not None:
         n += 1
     return n
-
-
-def create_campaign(session: Session, *, title: str, body_md: str, group_id: int | None, published: bool,
-                    actor_id: int) -> Campaign:
-    title = title.strip()
-    if not title:
-        raise ActionError("Give the campaign a title.", field="title")
-    c = Campaign(title=title[:200], body_md=body_md[:20_000], group_id=group_id, published=published,
-                 created_by=actor_id)
-    session.add(c)
-    session.flush()
-    return c
-
-
-def list_campaigns(session: Session, member: CurrentMember) -> list[Campaign]:
-    campaigns = list(session.scalars(select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc())))
-    return [c for c in campaigns if can_see_campaign(session, member, c)]
 
 
 # --- the roster and messages to the committed ------------------------------------------------------------------
@@ -471,7 +553,7 @@ def roster(session: Session, step_id: int) -> tuple[ActionStep, list[tuple[Commi
 
 
 def message_committed(session: Session, settings: Settings, step: ActionStep, *, subject: str, body: str,
-                      now: dt.datetime | None = None) -> int:
+                      now: dt.datetime | None = None, actor_id: int | None = None, ip: str = "") -> int:
     """Mail everyone committed to the step (not the waiting list), through the mail policy.
 
     These messages follow the member's "outcome updates" preference (news about what is being done): a member
@@ -487,10 +569,22 @@ def message_committed(session: Session, settings: Settings, step: ActionStep, *,
     from app.mail.policy import plan
 
     subject, body = subject.strip(), body.strip()
-    if not subject or not body:
-        raise ActionError("Write a subject and a message.", field="message")
+    if not subject:
+        raise ActionError("Write a subject.", field="subject")
+    if not body:
+        raise ActionError("Write the message.", field="body")
+    if len(subject) > 200:
+        raise ActionError("Keep the subject under 200 characters.", field="subject")
+    if len(body) > 10_000:
+        raise ActionError("Keep the message under 10,000 characters.", field="body")
+    if actor_id is not None:
+        try:
+            check_rate(session, [f"step_message:member:{actor_id}"], limit=MESSAGES_PER_HOUR, window_s=3600)
+        except RateLimited:
+            raise ActionError(f"You have sent {MESSAGES_PER_HOUR} messages to volunteers in the last hour. Please "
+                              "wait a while before sending another.", 429) from None
     now = now or utcnow()
-    org_name, _tz = _org(session)
+    org_name, _tz = org_and_tz(session)
     audience = select(Commitment.member_id).join(Member, Member.id == Commitment.member_id).where(
         Commitment.step_id == step.id, Commitment.status == CommitmentStatus.COMMITTED,
         Member.status != Status.DEACTIVATED)
@@ -516,6 +610,9 @@ def message_committed(session: Session, settings: Settings, step: ActionStep, *,
     outcome = mail_audience(session, settings, kind="action_message", context=context, slots=slots,
                             dedupe=f"step{step.id}:{secrets.token_hex(6)}", recipients=recipients,
                             plan=no_digest, personal=personal)
+    if actor_id is not None:
+        audit(session, "step.message", actor_id=actor_id, ip=ip, object_type="action_step", object_id=step.id,
+              summary=f"Message to volunteers: {subject[:100]}", recipients=outcome.sent)
     return outcome.sent + outcome.folded
 
 
@@ -528,11 +625,23 @@ def seen(session: Session, member_id: int, *, proposal_id: int | None = None,
 
 
 def record_view(session: Session, member_id: int, *, proposal_id: int | None = None,
-                campaign_id: int | None = None) -> None:
+                campaign_id: int | None = None, via: str = "web") -> None:
     """The first view per member; later ones (and two tabs at once) write nothing."""
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     session.execute(insert(PageView).values(member_id=member_id, proposal_id=proposal_id, campaign_id=campaign_id,
-                                            first_at=utcnow()).on_conflict_do_nothing())
+                                            first_at=utcnow(), via=via).on_conflict_do_nothing())
+
+
+def note_view(db: Any, member_id: int, *, proposal_id: int | None = None, campaign_id: int | None = None,
+              via: str = "web") -> bool:
+    """For views (run in the thread pool): one indexed look-up, and a write only on the member's first view.
+    Returns whether this was the first."""
+    with db.read() as s:
+        if seen(s, member_id, proposal_id=proposal_id, campaign_id=campaign_id):
+            return False
+    with db.begin() as s:
+        record_view(s, member_id, proposal_id=proposal_id, campaign_id=campaign_id, via=via)
+    return True
 
 
 def own_step_id(session: Session, member: CurrentMember, commitment_id: int) -> int:

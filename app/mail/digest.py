@@ -109,11 +109,14 @@ def build_digest(session: Session, settings: Settings, member_id: int, *, now: d
                 "eligible": result.get("eligible", 0), "turnout_percent": result.get("turnout_percent", 0),
                 "outcome_text": p.outcome_md or "", "outcome_html": render_markdown(p.outcome_md or ""),
                 "link": settings.url(f"/proposals/{p.id}/results")}
-    if not to_vote and not results:
+    from app.actions.campaigns import digest_entries
+
+    campaigns = digest_entries(session, settings, member_id, items, prefs.modes)
+    if not to_vote and not results and not campaigns:
         return False
     token = unsubscribe_token(settings, member_id, "digest")
     context = {"org_name": org_name, "name": member.name, "every": prefs.digest_every,
-               "to_vote": list(to_vote.values()), "results": list(results.values()),
+               "to_vote": list(to_vote.values()), "results": list(results.values()), "campaigns": campaigns,
                "unsubscribe_link": unsubscribe_url(settings, token), "preferences_link": settings.url("/profile#mail")}
     return enqueue(session, settings, kind="digest", to_addr=member.email, to_name=member.name, member_id=member.id,
                    context=context, dedupe=f"member:{member_id}:i{items[-1].id}",

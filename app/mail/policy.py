@@ -32,8 +32,9 @@ TRANSACTIONAL = frozenset({"signin_link", "password_reset", "invitation", "email
                            "email_change_notice"})
 # The kinds members choose a mode for, in the order the forms show them.
 PREF_KINDS = ("announcement", "reminder", "results", "outcome_update")
-# What counts against the weekly budget: every mailing, the digest included.
-BUDGETED = (*PREF_KINDS, "digest")
+# What counts against the weekly budget: every mailing, the digest included (a campaign's announcement follows
+# the member's mode for announcements, see app/actions/campaigns.py).
+BUDGETED = (*PREF_KINDS, "digest", "campaign_announcement")
 DEFAULT_BUDGET = 5
 BUDGET_WINDOW = dt.timedelta(days=7)
 MODES = tuple(m.value for m in Mode)

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import web
+from app.actions.services import note_view
 from app.db import run_db
 from app.templating import render
 from app.voting import links
@@ -28,6 +29,9 @@ async def vote_link(request: Request) -> Response:
             page = await run_db(load)
         except VotingError as exc:
             return _problem(request, exc)
+        # The funnel's "opened": this page shows the proposal, reached from the announcement email.
+        await run_db(note_view, web.db(request), links.read_vote_token(settings, token).member_id,
+                     proposal_id=page.proposal.id, via="email")
         return render(request, "voting/link_vote.html", {"page": page, "error": None}, headers=PRIVATE)
 
     data = await web.form(request)

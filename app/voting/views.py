@@ -110,6 +110,10 @@ async def results(request: Request) -> Response:
                     "open_ballot_count": 0 if p.secret else p.ballots_counted, "groups": groups}
 
     ctx = await run_db(load)
+    from app.actions.services import note_view  # the funnel's "opened": reading the results is seeing it
+
+    if ctx["proposal"].state != State.DRAFT:
+        await run_db(note_view, web.db(request), me.id, proposal_id=ctx["proposal"].id)
     return render(request, "voting/results.html", ctx)
 
 

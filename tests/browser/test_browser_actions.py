@@ -1,6 +1,7 @@
-"""An action step in a real browser: the admin adds a shift to a proposal, a member votes, the admin closes
-voting, and the member signs up on the results page (htmx), receives the confirmation with a calendar file
-that parses, and reports the shift done. Every page is checked with axe-core and for CSP reports."""
+"""An action step in a real browser: the admin adds a shift to a proposal (a slip in the form first comes back
+in place, filled in), a member votes, the admin closes voting, and the member signs up on the results page
+(htmx), receives the confirmation with a calendar file that parses, and reports the shift done. Every page is
+checked with axe-core and for CSP reports."""
 
 from __future__ import annotations
 
@@ -42,9 +43,16 @@ def add_shift(admin: Browsing, server: PlenaryServer, path: str) -> dt.datetime:
     form.get_by_label("Title", exact=True).fill(SHIFT)
     form.get_by_label("Date (shifts)").fill(start.strftime("%Y-%m-%d"))
     form.get_by_label("Starts (shifts)").fill("10:00")
-    form.get_by_label("Ends (shifts)").fill("12:00")
+    form.get_by_label("Ends (shifts)").fill("09:00")  # a slip: the form comes back in place, filled in
     form.get_by_label("Place", exact=True).fill("The garden gate")
     form.get_by_label("Places (shifts and tasks; empty = no limit)").fill("2")
+    page.evaluate("() => { window.__sameDocument = true; }")
+    form.get_by_role("button", name="Add step").click()
+    expect(form.get_by_role("alert")).to_contain_text("The shift must end after it starts")
+    expect(form.get_by_label("Title", exact=True)).to_have_value(SHIFT)
+    assert page.evaluate("() => window.__sameDocument === true"), "a refused step reloaded the whole page"
+    admin.check("step-refused")
+    form.get_by_label("Ends (shifts)").fill("12:00")
     form.get_by_role("button", name="Add step").click()
     expect(page.get_by_role("status").first).to_contain_text("Action step added")
     expect(page.locator(".action-step")).to_contain_text(SHIFT)

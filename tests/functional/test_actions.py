@@ -106,7 +106,7 @@ def test_refusals_change_nothing(db, settings, proposal, member, admin):
         (lambda s: services.commit(s, settings, me(member), step.id), "already signed up"),
         (lambda s: services.commit(s, settings, me(member), task.id), "full"),
         (lambda s: services.commit(s, settings, me(member), pledge.id, quantity="-3"), "whole number"),
-        (lambda s: services.commit(s, settings, me(member), pledge.id, quantity="999999"), "whole number"),
+        (lambda s: services.commit(s, settings, me(member), pledge.id, quantity="1000001"), "whole number"),
         (lambda s: services.commit(s, settings, me(member), pledge.id, quantity="1e9"), "whole number"),
         (lambda s: services.mark_done(s, me(other), c.id), "not one of your"),
         (lambda s: services.withdraw(s, settings, me(other), c.id), "not one of your"),
@@ -181,44 +181,216 @@ def test_reminder_once_a_day_before(db, settings, proposal, member):
 
 
 def test_funnel_counts_a_seeded_scenario(db, settings, admin):
-    """10 eligible (6 in group A); 8 sent; 7 opened; 5 voted or commented; 3 committed; 1 done."""
+    """11 eligible (e1-e6 in group A) and one member outside the audience who has rows of every kind anyway.
+
+    sent: e0-e7 by email, e10 folded into the digest (e8, e9 had announcements off) = 9
+    opened: views by e0-e5, e6 from a vote link in an email; e8 commented and e9 signed up without a recorded view
+            (they saw it) = 9, of whom 7 were sent the announcement
+    engaged: e0-e3 and e6 voted, e3 and e8 commented = 6
+    committed: e1-e3 and e9 (e4 only waits for a place on a full shift: not committed) = 4, 3 of them engaged
+    done: e1 = 1
+    """
+    from app.mail.models import DigestItem
+
     with db.begin() as s:
         group_a = make_group(s, name="A")
-        people = [make_member(s, groups=(group_a,) if i < 6 else ()) for i in range(9)]  # + the admin = 10
+        people = [make_member(s, groups=(group_a,) if i < 6 else ()) for i in range(10)]
         p = make_proposal(s, state="open", created_by=admin.id)
-        everyone = [admin, *people]
-        # Opening announced it to everyone; two of them had turned announcements off.
-        s.execute(delete(OutboxMessage).where(OutboxMessage.member_id.in_([m.id for m in everyone[8:]])))
-        for m in everyone[:7]:
+        e = [admin, *people]
+        outsider = make_member(s, groups=(group_a,))  # joined after voting opened: not eligible
+        s.execute(delete(OutboxMessage).where(OutboxMessage.member_id.in_([m.id for m in e[8:]])))
+        for m in (e[10], outsider):
+            s.add(DigestItem(member_id=m.id, kind="announcement", proposal_id=p.id, key=f"announcement:p{p.id}"))
+        for m in e[:6]:
             services.record_view(s, m.id, proposal_id=p.id)
-        services.record_view(s, everyone[0].id, proposal_id=p.id)  # a second view counts once
-        for m in everyone[:4]:
-            s.add(Participation(proposal_id=p.id, member_id=m.id, voted_on=dt.date.today()))
-        make_comment(s, p, everyone[3])  # voted and commented: counted once
-        make_comment(s, p, everyone[4])
-        step = services.create_step(s, StepData(kind="task", title="Help"), proposal_id=p.id)
-        for m in everyone[1:4]:
-            s.add(Commitment(step_id=step.id, member_id=m.id, status="committed"))
-        s.flush()
-        s.scalar(select(Commitment).where(Commitment.member_id == everyone[1].id)).status = "done"
+        services.record_view(s, e[0].id, proposal_id=p.id, via="email")  # a second view counts once, as the first
+        services.record_view(s, e[6].id, proposal_id=p.id, via="email")
+        for m in (*e[:4], e[6]):
+            s.add(Participation(proposal_id=p.id, member_id=m.id, voted_on=dt.date.today(),
+                                via="email" if m is e[6] else "web"))
+        make_comment(s, p, e[3])  # voted and commented: counted once
+        make_comment(s, p, e[8])
+        task = services.create_step(s, StepData(kind="task", title="Help"), proposal_id=p.id)
+        full = services.create_step(s, StepData(kind="shift", title="Shift", capacity=1,
+                                                starts_at=utcnow() + dt.timedelta(days=2),
+                                                ends_at=utcnow() + dt.timedelta(days=2, hours=1)), proposal_id=p.id)
+        for m in (e[1], e[3], e[9]):
+            s.add(Commitment(step_id=task.id, member_id=m.id, status="done" if m is e[1] else "committed"))
+        s.add(Commitment(step_id=full.id, member_id=e[2].id, status="committed"))
+        s.add(Commitment(step_id=full.id, member_id=e[4].id, status="waitlisted", position=1))
+        s.add(Commitment(step_id=task.id, member_id=e[5].id, status="withdrawn"))
+        # The outsider somehow has a view, a participation, a comment, a commitment and an announcement.
+        services.record_view(s, outsider.id, proposal_id=p.id)
+        s.add(Participation(proposal_id=p.id, member_id=outsider.id, voted_on=dt.date.today()))
+        make_comment(s, p, outsider)
+        s.add(Commitment(step_id=task.id, member_id=outsider.id, status="done"))
     with db.read() as s:
         f = funnel.for_proposal(s, p.id)
-        assert s.scalar(select(PageView.id).where(PageView.member_id == everyone[0].id)) is not None
-    assert [st.count for st in f.overall.stages] == [10, 8, 7, 5, 3, 1]
-    assert [round(st.rate, 3) if st.rate else None for st in f.overall.stages] == [
-        None, 0.8, 0.875, round(5 / 7, 3), 0.6, round(1 / 3, 3)]
-    [row_a] = f.groups
-    # Group A: people[0..5] = everyone[1..6]
-    assert row_a.name == "A" and [st.count for st in row_a.stages] == [6, 6, 6, 4, 3, 1]
+        assert s.scalar(select(PageView.via).where(PageView.member_id == e[0].id)) == "web"
+    overall = f.overall.stages
+    assert [st.count for st in overall] == [11, 9, 9, 6, 4, 1]
+    assert [st.carried for st in overall] == [11, 9, 7, 6, 3, 1]
+    assert [st.outside for st in overall] == [0, 0, 2, 0, 1, 0]
+    assert [round(st.rate, 4) if st.rate is not None else None for st in overall] == [
+        None, round(9 / 11, 4), round(7 / 9, 4), round(6 / 9, 4), 0.5, 0.25]
+    [row_a] = f.groups  # e1-e6; the outsider is in A too, and not counted
+    assert row_a.name == "A"
+    assert [st.count for st in row_a.stages] == [6, 6, 6, 4, 3, 1]
+    assert [round(st.rate, 4) if st.rate is not None else None for st in row_a.stages] == [
+        None, 1.0, 1.0, round(4 / 6, 4), 0.75, round(1 / 3, 4)]
+    for row in (f.overall, *f.groups):
+        assert all(st.rate is None or 0 <= st.rate <= 1 for st in row.stages)
+    assert any("1 of those who opened the page first opened it from a vote link" in n for n in f.notes)
+    assert any(n.startswith("1 on a waiting list only") for n in f.notes)
+
+
+def test_campaign_funnel_counts_its_audience_only(db, settings, admin):
+    from app.actions import campaigns
+
+    with db.begin() as s:
+        g = make_group(s, name="Gardeners")
+        inside = [make_member(s, groups=(g,)) for _ in range(4)]
+        outside = make_member(s)
+        data = campaigns.CampaignData(title="Plant trees", group_id=g.id, publish=True)
+        c = campaigns.create_campaign(s, settings, data, actor_id=admin.id)
+        step = services.create_step(s, StepData(kind="task", title="Dig", capacity=1), campaign_id=c.id)
+        services.record_view(s, inside[0].id, campaign_id=c.id)
+        services.record_view(s, outside.id, campaign_id=c.id)
+        s.add(Commitment(step_id=step.id, member_id=inside[1].id, status="done"))
+        s.add(Commitment(step_id=step.id, member_id=inside[2].id, status="waitlisted", position=1))
+        s.add(Commitment(step_id=step.id, member_id=outside.id, status="committed"))
+    with db.read() as s:
+        f = funnel.for_campaign(s, c.id)
+    assert [st.key for st in f.overall.stages] == ["eligible", "sent", "opened", "committed", "done"]
+    assert [st.count for st in f.overall.stages] == [4, 4, 2, 1, 1]
+    assert any("no “Voted or commented” stage" in n for n in f.notes)
 
 
 def test_dashboard_months(db, settings, proposal, member):
     with db.begin() as s:
-        step = shift(s, proposal.id)
+        step = shift(s, proposal.id, capacity=1)
         services.commit(s, settings, me(member), step.id)
+        services.commit(s, settings, me(make_member(s)), step.id)  # waitlisted: not a commitment made
     with db.read() as s:
         months = funnel.dashboard(s, now=utcnow())
     assert len(months) == 12 and months[-1].commitments == 1
+
+
+def _statements(db):  # type: ignore[no-untyped-def]
+    import contextlib
+
+    from sqlalchemy import event
+
+    @contextlib.contextmanager
+    def counting():  # type: ignore[no-untyped-def]
+        seen: list[str] = []
+
+        def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+            if statement.lstrip().upper().startswith("SELECT"):
+                seen.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            yield seen
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+
+    return counting()
+
+
+def _closed(s, admin_id: int, voters: int, closed_at: dt.datetime):  # type: ignore[no-untyped-def]
+    p = make_proposal(s, state="open", created_by=admin_id)
+    for m in [make_member(s) for _ in range(voters)]:
+        s.add(Participation(proposal_id=p.id, member_id=m.id, voted_on=closed_at.date()))
+    p.state, p.closed_at, p.eligible_count = "closed", closed_at, 10
+    return p
+
+
+def test_dashboard_is_a_fixed_number_of_queries(db, settings, admin):
+    now = utcnow()
+    with db.begin() as s:
+        _closed(s, admin.id, 3, now)
+    with db.read() as s, _statements(db) as one:
+        months = funnel.dashboard(s, now=now)
+    assert (months[-1].eligible, months[-1].voted) == (10, 3)
+    last_month = (now.replace(day=1) - dt.timedelta(days=1)).replace(hour=12)
+    with db.begin() as s:
+        for voters in (1, 2, 4):
+            _closed(s, admin.id, voters, now)
+        _closed(s, admin.id, 5, last_month)
+        _closed(s, admin.id, 9, now - dt.timedelta(days=400))  # older than twelve months: not shown
+    with db.read() as s, _statements(db) as many:
+        months = funnel.dashboard(s, now=now)
+    assert len(many) == len(one) <= 4
+    assert (months[-1].eligible, months[-1].voted) == (40, 10)
+    assert (months[-2].eligible, months[-2].voted) == (10, 5)
+    assert sum(m.eligible for m in months) == 50
+
+
+def test_signing_up_again_after_withdrawing_supersedes_the_cancellation(db, settings, proposal, member):
+    """Every calendar file for one commitment has the same UID and a higher SEQUENCE than the one before."""
+    with db.begin() as s:
+        step = shift(s, proposal.id, capacity=1)
+        c = services.commit(s, settings, me(member), step.id)
+    with db.begin() as s:
+        services.withdraw(s, settings, me(member), c.id)
+    with db.begin() as s:
+        services.commit(s, settings, me(member), step.id)
+    with db.begin() as s:  # moved: an update
+        moved = StepData(kind="shift", title="River clean-up", place="New bridge", capacity=1,
+                         starts_at=step.starts_at + dt.timedelta(hours=1), ends_at=step.ends_at)
+        services.update_step(s, settings, step.id, moved)
+    with db.begin() as s:  # withdraw again, while someone else takes the place; then back on the waiting list
+        services.withdraw(s, settings, me(member), c.id)
+        services.commit(s, settings, me(make_member(s)), step.id)
+        again = services.commit(s, settings, me(member), step.id)
+        assert again.status == "waitlisted"
+        first = s.scalar(select(Commitment).where(Commitment.step_id == step.id, Commitment.status == "committed"))
+    with db.begin() as s:  # the place opens up again: moved in
+        services.withdraw(s, settings, me(s.get(type(member), first.member_id)), first.id)
+    files = [(m.subject, Calendar.from_ical(m.attachments[0]["content"]))
+             for m in outbox(db, "commitment") if m.to_addr == member.email and m.attachments]
+    methods = [str(cal["METHOD"]) for _, cal in files]
+    assert methods == ["REQUEST", "CANCEL", "REQUEST", "REQUEST", "CANCEL", "REQUEST"], [s for s, _ in files]
+    events = [cal.walk("VEVENT")[0] for _, cal in files]
+    assert {str(ev["UID"]) for ev in events} == {f"commitment-{c.id}@testserver"}
+    assert [int(ev["SEQUENCE"]) for ev in events] == [0, 1, 2, 3, 4, 5]
+    assert [str(ev["STATUS"]) for ev in events] == ["CONFIRMED", "CANCELLED", "CONFIRMED", "CONFIRMED",
+                                                   "CANCELLED", "CONFIRMED"]
+    # The reminder repeats the current version, it does not supersede it.
+    with db.begin() as s:
+        s.get(ActionStep, step.id).starts_at = utcnow() + dt.timedelta(hours=5)
+        services.send_reminders(s, settings)
+    [reminder] = [m for m in outbox(db, "shift_reminder") if m.to_addr == member.email]
+    assert int(Calendar.from_ical(reminder.attachments[0]["content"]).walk("VEVENT")[0]["SEQUENCE"]) == 5
+
+
+def test_a_pledge_without_a_quantity_counts_the_member_not_the_total(db, settings, proposal, member):
+    with db.begin() as s:
+        pledge = services.create_step(s, StepData(kind="pledge", title="Bags", goal=50, unit="bags"),
+                                      proposal_id=proposal.id)
+        c = services.commit(s, settings, me(member), pledge.id, quantity="  ")
+        services.commit(s, settings, me(make_member(s)), pledge.id, quantity="7")
+    assert c.quantity is None
+    with db.read() as s:
+        p = services.progress(s, [pledge.id])[pledge.id]
+    assert (p.committed, p.pledged) == (2, 7)
+
+
+def test_signing_up_and_withdrawing_is_rate_limited(db, settings, proposal, member):
+    with db.begin() as s:
+        step = services.create_step(s, StepData(kind="task", title="Print flyers"), proposal_id=proposal.id)
+    changes = 0
+    with pytest.raises(ActionError, match="many times") as refused:
+        for _ in range(services.CHANGES_PER_HOUR + 2):
+            with db.begin() as s:
+                c = services.commit(s, settings, me(member), step.id)
+            changes += 1
+            with db.begin() as s:
+                services.withdraw(s, settings, me(member), c.id)
+            changes += 1
+    assert refused.value.status == 429 and changes == services.CHANGES_PER_HOUR
+    assert len(outbox(db, "commitment")) == services.CHANGES_PER_HOUR // 2  # confirmations (a task has no file)
 
 
 def test_the_worker_queues_shift_reminders_once(db, settings, proposal, member):

@@ -228,13 +228,38 @@ def test_absurd_pledges_are_refused(member_client, admin, db):
         pledge = services.create_step(s, StepData(kind="pledge", title="Bags", goal=50, unit="bags"),
                                       proposal_id=p.id)
     before = _snapshot(db)
-    for raw in ("-2", "0", "", "abc", "1e9", "2.5", "10001", "999999", "9" * 40, " 3 4"):
+    for raw in ("-2", "0", "000", "abc", "1e9", "2.5", "1000001", "9" * 40, " 3 4", "²", "٣"):
         r = member_client.form(f"/steps/{pledge.id}/commit", {"quantity": raw}, headers=HX)
-        assert r.status_code == 409 and "whole number" in r.text, (raw, r.text)
+        assert r.status_code == 400 and "whole number" in r.text, (raw, r.text)
         assert BeautifulSoup(r.text, "html.parser").find(role="alert")
+    r = member_client.form(f"/steps/{pledge.id}/commit", {"quantity": "1000001"})  # without htmx: the page says why
+    assert r.status_code == 303 and "whole number" in member_client.get(r.headers["location"]).text
     assert _snapshot(db) == before
     with db.read() as s:
         assert services.progress(s, [pledge.id])[pledge.id].pledged == 0
+
+
+def test_a_pledge_quantity_is_optional(member_client, admin, db):
+    with db.begin() as s:
+        p = make_proposal(s, state="open", created_by=admin.id)
+        pledge = services.create_step(s, StepData(kind="pledge", title="Bags", goal=50, unit="bags"),
+                                      proposal_id=p.id)
+        services.commit(s, web_settings(member_client), services_me(make_member(s)), pledge.id, quantity="1000000")
+    form = BeautifulSoup(member_client.get(f"/proposals/{p.id}").text, "html.parser").find(id=f"step-{pledge.id}")
+    field = form.find("input", attrs={"name": "quantity"})
+    assert not field.has_attr("required") and form.find("label", attrs={"for": field["id"]})
+    r = member_client.form(f"/steps/{pledge.id}/commit", {"quantity": ""}, headers=HX)
+    assert r.status_code == 200 and "You're in." in r.text
+    assert "1000000 of 50 bags" in r.text and "2 members pledged" in r.text
+    bar = BeautifulSoup(r.text, "html.parser").find("progress")
+    assert (bar["value"], bar["max"]) == ("50", "50")  # the bar stops at the goal
+    with db.read() as s:
+        mine = s.scalar(select(Commitment).where(Commitment.member_id == member_client.member.id))
+        assert mine.quantity is None and services.progress(s, [pledge.id])[pledge.id].pledged == 1_000_000
+
+
+def web_settings(client):  # type: ignore[no-untyped-def]
+    return client.app.state.settings
 
 
 def test_committing_twice_is_refused(member_client, admin, db):
