@@ -84,7 +84,10 @@ def _sqlite_setup(engine: Engine) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (so we can say IMMEDIATE).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=5000", "synchronous=FULL"):
+        # secure_delete: deleted content (an erased ballot key, deleted ballots) is overwritten with zeros, not
+        # left in free space in the file (docs/SECRET_BALLOTS.md).
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=5000", "synchronous=FULL",
+                       "secure_delete=ON"):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
 

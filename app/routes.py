@@ -125,6 +125,7 @@ routes = [
     Route("/proposals/{proposal_id:int}/results.json", voting.results_json, name="voting:results_json"),
     Route("/proposals/{proposal_id:int}/results.csv", voting.results_csv, name="voting:results_csv"),
     Route("/proposals/{proposal_id:int}/ballots.csv", voting.ballots_csv, name="voting:ballots_csv"),
+    Route("/proposals/{proposal_id:int}/ballots.json", voting.ballots_json, name="voting:ballots_json"),
     Route("/proposals/{proposal_id:int}/receipt", voting.check_receipt, methods=["POST"], name="voting:receipt"),
     Route("/proposals/{proposal_id:int}/receipts", voting.receipts, name="voting:receipts"),
     Route("/vote/{token}", voting_links.vote_link, methods=["GET", "POST"], name="voting:link"),

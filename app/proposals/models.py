@@ -12,7 +12,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -89,8 +88,7 @@ class Proposal(Base):
     closed_at: Mapped[dt.datetime | None]
     close_reason: Mapped[str] = mapped_column(String(500), default="")  # an early close's reason
     eligible_count: Mapped[int] = mapped_column(Integer, default=0)  # fixed when voting opens
-    # HMAC key linking a member to their ballot while voting is open (to change a vote); erased at close.
-    ballot_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # The HMAC key linking a member to their ballot while voting is open lives in `ballot_keys` (app.voting).
     result: Mapped[dict[str, object] | None] = mapped_column(JSON)  # computed once at close, then frozen
     ballots_counted: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +29,7 @@ from app.proposals.models import Kind, State
 from app.proposals.queries import NotFound
 from app.proposals.services import ProposalError
 from app.templating import page_or_fragment, plural, render, see_other
+from app.voting.scrub import erase_residue
 from app.voting.views import pop_receipt, receipt_from_cookie
 
 
@@ -225,8 +227,13 @@ async def close(request: Request) -> Response:
         services.close_early(s, web.settings(request), proposal_id, reason=values["reason"], actor_id=me.id,
                              org_name=web.org_name(request))
 
-    return await _action(request, "reason", ("reason",), change,
-                         "Voting is closed and the result is counted.")
+    response = await _action(request, "reason", ("reason",), change,
+                             "Voting is closed and the result is counted.")
+    if response.status_code == 303:
+        # Once the close has committed and the admin has their answer: the deleted ballot key and ballots
+        # leave the database files too (docs/SECRET_BALLOTS.md).
+        response.background = BackgroundTask(erase_residue, web.db(request))
+    return response
 
 
 async def clarify(request: Request) -> Response:

@@ -2,11 +2,14 @@
 
 - `eligible_members`: the audience, frozen when voting opens.
 - `participations`: *that* a member voted (and on which day): turnout, reminders, one vote per member.
-- `ballots`: *what* was chosen while voting is open. No member id for secret ballots, no time; `voter_ref` is an
-  HMAC of the member id under the proposal's ballot key, so a member can change their vote until the key is
-  erased at close. Random 16-byte primary keys and WITHOUT ROWID on SQLite: no insertion order to read.
-- `counted_ballots`: at close the ballots are copied here in random order without `voter_ref` and the originals
-  deleted, so no hidden column (PostgreSQL's xmin/ctid, SQLite's rowid) links them to participations.
+- `ballot_keys`: the proposal's ballot key while voting is open, in a table of its own so that erasing it at
+  close deletes one small row (the scrub after close then rewrites this table; see `app/voting/scrub.py`).
+- `ballots`: *what* was chosen while voting is open. No member id for secret ballots, no time, no group;
+  `voter_ref` is an HMAC of the member id under the proposal's ballot key, so a member can change their vote
+  until the key is erased at close. Random 16-byte primary keys and WITHOUT ROWID on SQLite: no insertion order.
+- `counted_ballots`: at close the ballots are copied here in random order with their choice and receipt only
+  (no voter reference, no group, no other attribute of the voter) and the originals deleted, so no column,
+  hidden ones included (PostgreSQL's xmin/ctid, SQLite's rowid), links them to participations or members.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ class Participation(Base):
     via: Mapped[str] = mapped_column(String(16), default="web")
 
 
+class BallotKey(Base):
+    """The HMAC key of a proposal's voter references: made when voting opens, deleted when it closes."""
+
+    __tablename__ = "ballot_keys"
+
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
 class Ballot(Base):
     __tablename__ = "ballots"
     __table_args__ = (
@@ -49,7 +61,6 @@ class Ballot(Base):
     voter_ref: Mapped[bytes] = mapped_column(LargeBinary(32))
     choice: Mapped[object] = mapped_column(JSON)
     receipt_hash: Mapped[str] = mapped_column(String(64))
-    group_ids: Mapped[str] = mapped_column(String(500), default="")  # for breakdowns; cells < 5 hidden if secret
     voter_id: Mapped[int | None] = mapped_column(Integer)  # open ballots only; always NULL for secret ones
 
 
@@ -66,5 +77,4 @@ class CountedBallot(Base):
     proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
     choice: Mapped[object] = mapped_column(JSON)
     receipt_hash: Mapped[str] = mapped_column(String(64))
-    group_ids: Mapped[str] = mapped_column(String(500), default="")
     voter_id: Mapped[int | None] = mapped_column(Integer)

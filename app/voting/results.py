@@ -58,7 +58,8 @@ def build_result(p: Proposal, counted: Any) -> dict[str, Any]:
         for line in counted.lines:
             avg = float(line.average) if line.average is not None else 0.0
             rows.append({"label": line.option, "count": line.scored, "average": round(avg, 2),
-                         "percent": round(100 * avg / p.max_score, 1), "distribution": list(line.distribution)})
+                         "percent": round(100 * avg / p.max_score, 1), "distribution": list(line.distribution),
+                         "unscored": line.unscored})
         if counted.winners:
             top = next(r for r in rows if r["label"] == counted.winners[0])
             verdict = f"Highest average score: {counted.winners[0]}, {top['average']} of {p.max_score}."
@@ -100,3 +101,13 @@ def _winner_verdict(counted: Any, unit: str, rows: list[dict[str, Any]]) -> str:
     top = next(r for r in rows if r["label"] == counted.winners[0])
     tied = f" (tied with {', '.join(t for t in counted.tied if t != counted.winners[0])})" if counted.tied else ""
     return f"Most {unit}: {counted.winners[0]}, {top['count']} ({top['percent']}%){tied}."
+
+
+def score_table(result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Score voting: per option, how many ballots gave each score (index = score) and how many left it
+    unscored. Results stored before rows carried `unscored` take it from the stored tally."""
+    if not result or result.get("method") != Method.SCORE:
+        return []
+    unscored = {line["option"]: line["unscored"] for line in (result.get("tally") or {}).get("lines", [])}
+    return [{"label": r["label"], "distribution": list(r.get("distribution") or []),
+             "unscored": r.get("unscored", unscored.get(r["label"], 0))} for r in result.get("rows", [])]

@@ -1,8 +1,11 @@
 """Voting's domain rules: open a proposal, cast and change ballots, close and count, read results.
 
 The secret-ballot mechanics (see docs/SECRET_BALLOTS.md): a participation row says who voted; the ballot row
-holds the choice under `voter_ref = HMAC(ballot_key, member_id)`; at close the ballots are counted, copied in
-random order to `counted_ballots` without any voter reference, the originals deleted and the key erased.
+holds the choice under `voter_ref = HMAC(ballot_key, member_id)`; at close the ballots are counted, the breakdown
+by group is worked out (the key still links each ballot to its voter's groups, once, in memory), the ballots are
+copied in random order to `counted_ballots` with their choice and receipt only, the originals and the key are
+deleted. After the closing transaction commits, `app.voting.scrub.erase_residue` clears what the deleted rows
+left in the database files.
 """
 
 from __future__ import annotations
@@ -30,12 +33,11 @@ from app.proposals.models import Method, Option, Proposal, ProposalGroup, State,
 from app.settings import Settings
 from app.voting import ballots as ballot_rules
 from app.voting.ballots import BallotError
-from app.voting.models import Ballot, CountedBallot, Eligibility, Participation
+from app.voting.breakdown import breakdown
+from app.voting.models import Ballot, BallotKey, CountedBallot, Eligibility, Participation
 from app.voting.results import build_result
 
 log = logging.getLogger("plenary.voting")
-
-SMALL_CELL = 5  # breakdown cells with fewer secret ballots are hidden
 
 
 class VotingError(ValueError):
@@ -65,6 +67,14 @@ def receipt_hash(code: str) -> str:
 
 def fingerprint(receipt_hash_hex: str) -> str:
     return receipt_hash_hex[:12]
+
+
+_KEY = select(BallotKey.key).where(BallotKey.proposal_id == bindparam("pid"))
+
+
+def ballot_key(session: Session, proposal_id: int) -> bytes | None:
+    """The proposal's ballot key while voting is open; None before it opens and after it closes."""
+    return session.execute(_KEY, {"pid": proposal_id}).scalar()
 
 
 # --- opening ---------------------------------------------------------------------------------------------------
@@ -112,7 +122,7 @@ def open_proposal(session: Session, settings: Settings, proposal_id: int, *, now
                                                     select(literal(p.id), audience.c.id)))
     p.eligible_count = session.scalar(
         select(func.count()).select_from(Eligibility).where(Eligibility.proposal_id == p.id)) or 0
-    p.ballot_key = secrets.token_bytes(32)
+    session.add(BallotKey(proposal_id=p.id, key=secrets.token_bytes(32)))
     p.state, p.opened_at = State.OPEN, now
     if p.opens_at is None or p.opens_at > now:
         p.opens_at = now
@@ -133,8 +143,6 @@ class CastResult:
 
 _ELIGIBLE = select(Eligibility.member_id).where(Eligibility.proposal_id == bindparam("pid"),
                                                 Eligibility.member_id == bindparam("mid"))
-_GROUPS = select(GroupMembership.group_id).where(GroupMembership.member_id == bindparam("mid")).order_by(
-    GroupMembership.group_id)
 _OPTION_IDS = select(Option.id).where(Option.proposal_id == bindparam("pid")).order_by(Option.position)
 
 
@@ -146,7 +154,8 @@ def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, membe
     p = session.get(Proposal, proposal_id)
     if p is None:
         raise VotingError("No such proposal.", 404)
-    if p.state != State.OPEN or p.ballot_key is None:
+    key = ballot_key(session, p.id) if p.state == State.OPEN else None
+    if key is None:
         raise VotingError("Voting has not opened yet." if p.state in (State.DRAFT, State.SCHEDULED)
                           else "Voting on this proposal has closed.")
     if p.closes_at is not None and p.closes_at <= now:
@@ -159,7 +168,6 @@ def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, membe
     except BallotError as exc:
         raise VotingError(str(exc), 400) from exc
     receipt = new_receipt()
-    groups = ",".join(str(g) for g in session.scalars(_GROUPS, {"mid": member_id}))
     dialect = session.get_bind().dialect.name
     ins = sqlite_insert if dialect == "sqlite" else pg_insert
     new = session.execute(
@@ -167,22 +175,22 @@ def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, membe
         .on_conflict_do_nothing(index_elements=["proposal_id", "member_id"]).returning(Participation.member_id)
     ).first() is not None
     stmt = ins(Ballot).values(
-        id=secrets.token_bytes(16), proposal_id=p.id, voter_ref=voter_ref(p.ballot_key, member_id),
-        choice=choice, receipt_hash=receipt_hash(receipt), group_ids=groups,
+        id=secrets.token_bytes(16), proposal_id=p.id, voter_ref=voter_ref(key, member_id),
+        choice=choice, receipt_hash=receipt_hash(receipt),
         voter_id=None if p.secret else member_id)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["proposal_id", "voter_ref"],
-        set_={"choice": stmt.excluded.choice, "receipt_hash": stmt.excluded.receipt_hash,
-              "group_ids": stmt.excluded.group_ids}))
+        set_={"choice": stmt.excluded.choice, "receipt_hash": stmt.excluded.receipt_hash}))
     return CastResult(receipt=receipt, changed=not new)
 
 
 def current_choice(session: Session, p: Proposal, member_id: int) -> object | None:
     """The member's ballot while voting is open (the key still exists), else None."""
-    if p.ballot_key is None:
+    key = ballot_key(session, p.id) if p.state == State.OPEN else None
+    if key is None:
         return None
     return session.scalar(select(Ballot.choice).where(Ballot.proposal_id == p.id,
-                                                      Ballot.voter_ref == voter_ref(p.ballot_key, member_id)))
+                                                      Ballot.voter_ref == voter_ref(key, member_id)))
 
 
 def voted_proposal_ids(session: Session, member_id: int, proposal_ids: list[int]) -> set[int]:
@@ -266,10 +274,14 @@ def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetim
 
 # --- closing ---------------------------------------------------------------------------------------------------
 
+COUNTED_PER_STATEMENT = 5000  # 5 parameters a row: under SQLite's 32,766 and PostgreSQL's 65,535 per statement
+
 def close_proposal(session: Session, settings: Settings, proposal_id: int, *, actor_id: int | None,
                    reason: str = "", now: dt.datetime | None = None, org_name: str = "Plenary") -> None:
-    """Count once, store the result, move the ballots out of reach of any voter link, erase the key, and queue
-    the results email to every eligible member. All in the caller's transaction: it happens whole or not."""
+    """Count once, work out the breakdown by group, store the result, move the ballots out of reach of any
+    voter link, delete the key, and queue the results email to every eligible member. All in the caller's
+    transaction: it happens whole or not. Once it has committed, the caller runs
+    `app.voting.scrub.erase_residue` so that the deleted key and ballots leave the database files too."""
     from app.voting.notify import enqueue_results
 
     now = now or utcnow()
@@ -277,7 +289,7 @@ def close_proposal(session: Session, settings: Settings, proposal_id: int, *, ac
     if p.state != State.OPEN:
         raise VotingError("Only an open proposal can be closed.")
     options = list(session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
-    rows = session.execute(select(Ballot.choice, Ballot.receipt_hash, Ballot.group_ids, Ballot.voter_id)
+    rows = session.execute(select(Ballot.voter_ref, Ballot.choice, Ballot.receipt_hash, Ballot.voter_id)
                            .where(Ballot.proposal_id == p.id)).all()
     participants = session.scalar(select(func.count()).select_from(Participation).where(
         Participation.proposal_id == p.id)) or 0
@@ -285,16 +297,20 @@ def close_proposal(session: Session, settings: Settings, proposal_id: int, *, ac
                                  eligible=max(p.eligible_count, len(rows)))
     result = build_result(p, counted)
     result["integrity"] = {"ballots": len(rows), "participants": participants, "ok": len(rows) == participants}
-    result["breakdown"] = breakdown(p, options, rows)
+    groups = _voters_groups(session, p.id, ballot_key(session, p.id))
+    result["breakdown"] = breakdown(p, options, [(r.choice, groups.get(r.voter_ref, ())) for r in rows])
+    del groups
     shuffled = list(rows)
     secrets.SystemRandom().shuffle(shuffled)
-    if shuffled:
-        session.execute(insert(CountedBallot), [
+    # Whole statements of many rows, not one statement per row: PostgreSQL numbers the commands of a
+    # transaction (the hidden `cmin`), and rows written by one statement share it.
+    for start in range(0, len(shuffled), COUNTED_PER_STATEMENT):
+        session.execute(insert(CountedBallot).values([
             {"id": secrets.token_bytes(16), "proposal_id": p.id, "choice": r.choice,
-             "receipt_hash": r.receipt_hash, "group_ids": r.group_ids,
-             "voter_id": None if p.secret else r.voter_id} for r in shuffled])
+             "receipt_hash": r.receipt_hash, "voter_id": None if p.secret else r.voter_id}
+            for r in shuffled[start:start + COUNTED_PER_STATEMENT]]))
     session.execute(delete(Ballot).where(Ballot.proposal_id == p.id))
-    p.ballot_key = None
+    session.execute(delete(BallotKey).where(BallotKey.proposal_id == p.id))
     p.state, p.closed_at, p.close_reason = State.CLOSED, now, reason[:500]
     p.result, p.ballots_counted = result, len(rows)
     early = p.closes_at is not None and now < p.closes_at
@@ -304,40 +320,19 @@ def close_proposal(session: Session, settings: Settings, proposal_id: int, *, ac
     enqueue_results(session, settings, p, org_name=org_name)
 
 
-def breakdown(p: Proposal, options: list[Option], rows: list[Any]) -> list[dict[str, Any]]:
-    """Per group: ballots and the count per choice. Secret ballots hide groups with fewer than 5 ballots."""
-    per_group: dict[str, list[object]] = {}
-    for r in rows:
-        for gid in filter(None, (r.group_ids or "").split(",")):
-            per_group.setdefault(gid, []).append(r.choice)
-    out = []
-    for gid, choices in sorted(per_group.items(), key=lambda kv: int(kv[0])):
-        hidden = p.secret and len(choices) < SMALL_CELL
-        out.append({"group_id": int(gid), "ballots": None if hidden else len(choices), "hidden": hidden,
-                    "counts": None if hidden else _first_choice_counts(p, options, choices)})
-    return out
-
-
-def _first_choice_counts(p: Proposal, options: list[Option], choices: list[object]) -> dict[str, int]:
-    """Per choice label: yes/no/abstain or the option chosen (multiple: each pick; ranked: first preference;
-    score: the options given the ballot's top score)."""
-    label = {str(o.id): o.label for o in options} | {"yes": "Yes", "no": "No", "abstain": "Abstain",
-                                                     "__none__": "None of these"}
-    counts: dict[str, int] = {}
-    for c in choices:
-        if p.method in (Method.YES_NO, Method.SINGLE):
-            keys = [str(c)]
-        elif p.method == Method.MULTIPLE:
-            keys = list(c)  # type: ignore[call-overload]
-        elif p.method == Method.RANKED:
-            keys = [c[0]] if c else []  # type: ignore[index]
-        else:
-            scores = dict(c)  # type: ignore[call-overload]
-            keys = [k for k, v in scores.items() if v == max(scores.values())]
-        for k in keys:
-            name = label.get(k, k)
-            counts[name] = counts.get(name, 0) + 1
-    return counts
+def _voters_groups(session: Session, proposal_id: int, key: bytes | None) -> dict[bytes, tuple[int, ...]]:
+    """Each voter's groups (as they are at close), by voter reference: the one moment the key is used to link
+    ballots to members, in memory, inside the closing transaction. Nothing of it is stored."""
+    if key is None:
+        return {}
+    per_member: dict[int, list[int]] = {m: [] for m in session.scalars(
+        select(Participation.member_id).where(Participation.proposal_id == proposal_id))}
+    for member_id, group_id in session.execute(
+            select(GroupMembership.member_id, GroupMembership.group_id).join(
+                Participation, Participation.member_id == GroupMembership.member_id)
+            .where(Participation.proposal_id == proposal_id)):
+        per_member[member_id].append(group_id)
+    return {voter_ref(key, m): tuple(g) for m, g in per_member.items()}
 
 
 def run_due_transitions(db: Any, settings: Settings, *, now: dt.datetime | None = None) -> int:
@@ -361,14 +356,19 @@ def run_due_transitions(db: Any, settings: Settings, *, now: dt.datetime | None 
             done += 1
         except VotingError as exc:
             log.warning("proposal %s could not open: %s", pid, exc)
+    closed = 0
     for pid in to_close:
         try:
             with db.begin() as s:
                 close_proposal(s, settings, pid, actor_id=None, now=now, org_name=org.name if org else "Plenary")
-            done += 1
+            closed += 1
         except VotingError as exc:
             log.info("proposal %s not closed here: %s", pid, exc)
-    return done
+    if closed:
+        from app.voting.scrub import erase_residue
+
+        erase_residue(db)  # after the commits: the deleted keys and ballots leave the files too
+    return done + closed
 
 
 # --- after close -----------------------------------------------------------------------------------------------

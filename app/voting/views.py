@@ -13,10 +13,12 @@ from starlette.responses import JSONResponse, Response
 
 from app import htmx, web
 from app.db import run_db
-from app.proposals.models import Method, Option, Proposal, State
+from app.proposals.models import Option, Proposal, State
 from app.templating import render, see_other
 from app.voting import ballots as ballot_rules
 from app.voting import notify, services
+from app.voting.breakdown import for_display
+from app.voting.results import score_table
 from app.voting.services import VotingError
 
 RECEIPT_COOKIE = "plenary_receipt"
@@ -95,8 +97,9 @@ async def results(request: Request) -> Response:
             p = _visible(s, request, proposal_id)
             if p.state != State.CLOSED:
                 panel = services.vote_panel(s, p, me.id)
-                return {"proposal": p, "panel": panel, "result": panel.tally if panel.show_tally else None,
-                        "receipts": [], "open_ballot_count": 0, "groups": {}}
+                result = panel.tally if panel.show_tally else None
+                return {"proposal": p, "panel": panel, "result": result, "breakdown": [],
+                        "scores": score_table(result), "receipts": [], "open_ballot_count": 0, "groups": {}}
             from app.actions.services import steps_for
             from app.members.models import Group
 
@@ -105,6 +108,7 @@ async def results(request: Request) -> Response:
             # A long list of receipts gets pages of its own, and an open ballot's list is the CSV download.
             inline = p.ballots_counted <= services.INLINE_RECEIPTS
             return {"proposal": p, "panel": None, "result": p.result,
+                    "breakdown": for_display(p.result or {}, p.secret), "scores": score_table(p.result),
                     "steps": steps_for(s, me, proposal_id=p.id), "tz": request.app.state.org_tz or "UTC",
                     "receipts": services.receipts(s, p) if inline else None,
                     "open_ballot_count": 0 if p.secret else p.ballots_counted, "groups": groups}
@@ -137,43 +141,73 @@ async def receipts(request: Request) -> Response:
 
 
 async def results_json(request: Request) -> Response:
-    p, result = await _closed_result(request)
+    p, result, groups = await _closed_result(request)
+    result["breakdown"] = [g | {"group": groups.get(g["group_id"], "Former group")}
+                           for g in for_display(result, p.secret)]
     return JSONResponse({"proposal": {"id": p.id, "public_id": p.public_id, "title": p.title,
-                                      "method": p.method, "closed_at": p.closed_at.isoformat() if p.closed_at
-                                      else None},
-                         "result": result},
+                                      "method": p.method, "secret": p.secret,
+                                      "closed_at": p.closed_at.isoformat() if p.closed_at else None},
+                         "final": p.state == State.CLOSED, "result": result},
                         headers={"content-disposition": f'attachment; filename="result-{p.id}.json"'})
 
 
 async def results_csv(request: Request) -> Response:
-    p, result = await _closed_result(request)
+    """The counts; for score voting each score's ballots; then the breakdown by group, suppressed as on the
+    page (a hidden cell is "<5", a hidden group "hidden")."""
+    p, result, groups = await _closed_result(request)
     buf = io.StringIO()
     w = csv.writer(buf)
-    score = p.method == Method.SCORE
-    w.writerow(["option", "ballots" if score else "votes", "average" if score else "percent"])
-    for row in result.get("rows", []):
-        w.writerow([_cell(row["label"]), row["count"], row.get("average", row["percent"])])
+    scores = score_table(result)
+    if scores:
+        top = len(scores[0]["distribution"]) if scores else 0
+        w.writerow(["option", "ballots", "average", *(f"score {n}" for n in range(top)), "not scored"])
+        for row, dist in zip(result.get("rows", []), scores, strict=True):
+            w.writerow([_cell(row["label"]), row["count"], row["average"], *dist["distribution"], dist["unscored"]])
+    else:
+        w.writerow(["option", "votes", "percent"])
+        for row in result.get("rows", []):
+            w.writerow([_cell(row["label"]), row["count"], row["percent"]])
+    breakdown = for_display(result, p.secret)
+    if breakdown:
+        labels = next(([c["label"] for c in g["cells"]] for g in breakdown if g["cells"]), [])
+        w.writerow([])
+        w.writerow(["group", "ballots", *(_cell(label) for label in labels)])
+        for g in breakdown:
+            name = _cell(groups.get(g["group_id"], "Former group"))
+            if g["hidden"]:
+                w.writerow([name, "hidden", *("" for _ in labels)])
+            else:
+                w.writerow([name, g["ballots"], *("<5" if c["count"] is None else c["count"] for c in g["cells"])])
     return _csv(buf.getvalue(), f"result-{p.id}.csv")
 
 
-async def ballots_csv(request: Request) -> Response:
+def _open_ballots(request: Request) -> tuple[Proposal, list[tuple[str, str]]]:
+    """Who voted what, in words: open ballots only, after close only, for members who may see the proposal."""
     proposal_id = request.path_params["proposal_id"]
+    with web.db(request).read() as s:
+        p = _visible(s, request, proposal_id)
+        if p.secret or p.state != State.CLOSED:
+            raise HTTPException(404)
+        labels = {str(o.id): o.label for o in s.query(Option).filter(Option.proposal_id == p.id)}
+        return p, [(name, ballot_rules.describe(choice, labels, p.method))
+                   for name, choice in services.open_ballots(s, p)]
 
-    def load() -> tuple[Proposal, list[tuple[str, object]], dict[str, str]]:
-        with web.db(request).read() as s:
-            p = _visible(s, request, proposal_id)
-            if p.secret or p.state != State.CLOSED:
-                raise HTTPException(404)
-            labels = {str(o.id): o.label for o in s.query(Option).filter(Option.proposal_id == p.id)}
-            return p, services.open_ballots(s, p), labels
 
-    p, rows, labels = await run_db(load)
+async def ballots_csv(request: Request) -> Response:
+    p, rows = await run_db(_open_ballots, request)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["member", "choice"])
     for name, choice in rows:
-        w.writerow([_cell(name), _cell(ballot_rules.describe(choice, labels, p.method))])
+        w.writerow([_cell(name), _cell(choice)])
     return _csv(buf.getvalue(), f"ballots-{p.id}.csv")
+
+
+async def ballots_json(request: Request) -> Response:
+    p, rows = await run_db(_open_ballots, request)
+    return JSONResponse({"proposal": {"id": p.id, "public_id": p.public_id, "title": p.title, "method": p.method},
+                         "ballots": [{"member": name, "choice": choice} for name, choice in rows]},
+                        headers={"content-disposition": f'attachment; filename="ballots-{p.id}.json"'})
 
 
 async def check_receipt(request: Request) -> Response:
@@ -194,18 +228,29 @@ async def check_receipt(request: Request) -> Response:
     return render(request, name, ctx, status_code=200 if found else 404)
 
 
-async def _closed_result(request: Request) -> tuple[Proposal, dict[str, Any]]:
-    proposal_id = request.path_params["proposal_id"]
+async def _closed_result(request: Request) -> tuple[Proposal, dict[str, Any], dict[int, str]]:
+    """The proposal, a copy of the result this member may see now, and the names of the groups: the stored
+    result after close; before close the tally so far only where the proposal's page shows it (an open ballot
+    with a live tally, or shown after voting to a member who has voted); otherwise 404."""
+    from app.members.models import Group
 
-    def load() -> Proposal:
+    proposal_id = request.path_params["proposal_id"]
+    me = web.require_member(request)
+
+    def load() -> tuple[Proposal, dict[str, Any], dict[int, str]]:
         with web.db(request).read() as s:
             p = _visible(s, request, proposal_id)
-            if p.state != State.CLOSED or p.result is None:
-                raise HTTPException(404, "Results are published when voting closes.")
-            return p
+            groups = {g.id: g.name for g in s.query(Group)}
+            if p.state == State.CLOSED and p.result is not None:
+                return p, p.result, groups
+            if p.state == State.OPEN and services.tally_visible(
+                    p, bool(services.voted_proposal_ids(s, me.id, [p.id]))):
+                options = list(s.query(Option).filter(Option.proposal_id == p.id).order_by(Option.position))
+                return p, services.live_result(s, p, options), groups
+            raise HTTPException(404, "Results are published when voting closes.")
 
-    p = await run_db(load)
-    return p, json.loads(json.dumps(p.result))
+    p, result, groups = await run_db(load)
+    return p, json.loads(json.dumps(result)), groups
 
 
 def _cell(value: str) -> str:

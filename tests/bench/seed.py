@@ -13,7 +13,8 @@ What `build` creates, through the app's own services wherever the state matters:
   `close_proposal` (count, shuffle into counted_ballots, erase the key, queue 2,000 results emails);
 - proposal 3, closed, 100,000 ballots: there are not 100,000 members, so its counted ballots are synthetic and
   bulk-inserted, and its stored result is computed by the real tally (`ballot_rules.count`, `build_result`,
-  `breakdown`) over exactly those rows, as `close_proposal` does;
+  `breakdown`) over exactly those rows, as `close_proposal` does (the synthetic voters' groups feed the
+  breakdown and, as at a real close, are not stored with the counted ballots);
 - proposals 4 and 5, open, the same question with 5 and with 5,000 comments (a fifth of them replies, a mix of
   stances and endorsements; bulk-inserted, their counts rebuilt by `comments.services.recount`): the page of a
   short and of a long discussion.
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import create_engine, insert, make_url, select, text, update
+from sqlalchemy import create_engine, delete, insert, make_url, select, text, update
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -53,9 +54,10 @@ from app.proposals.forms import ProposalInput  # noqa: E402
 from app.proposals.models import Method, Option, Proposal, State, Visibility  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.voting import ballots as ballot_rules  # noqa: E402
-from app.voting.models import CountedBallot  # noqa: E402
+from app.voting.breakdown import breakdown  # noqa: E402
+from app.voting.models import BallotKey, CountedBallot  # noqa: E402
 from app.voting.results import build_result  # noqa: E402
-from app.voting.services import breakdown, cast_ballot, close_proposal  # noqa: E402
+from app.voting.services import cast_ballot, close_proposal  # noqa: E402
 
 MEMBERS = 50_000
 VOTERS = 2_000  # members with a session, in the "Voters" group
@@ -163,20 +165,20 @@ def _big_closed(db: Database, settings: Settings) -> int:
             rows.append(SimpleNamespace(
                 choice=rng.choices(ids, (35, 30, 25, 10))[0],
                 receipt_hash=hashlib.sha256(f"receipt:{receipt}".encode()).hexdigest(),
-                group_ids=str(group_id) if rng.random() < 0.3 else "", voter_id=None))
+                groups=(group_id,) if rng.random() < 0.3 else (), voter_id=None))
         counted = ballot_rules.count(p, [(o.id, o.label) for o in options], [r.choice for r in rows],
                                      eligible=BIG_ELIGIBLE)
         result = build_result(p, counted)
         result["integrity"] = {"ballots": BIG, "participants": BIG, "ok": True}
-        result["breakdown"] = breakdown(p, options, rows)
+        result["breakdown"] = breakdown(p, options, [(r.choice, r.groups) for r in rows])
         for start in range(0, BIG, 10_000):
             s.execute(insert(CountedBallot), [
                 {"id": secrets.token_bytes(16), "proposal_id": pid, "choice": r.choice,
-                 "receipt_hash": r.receipt_hash, "group_ids": r.group_ids, "voter_id": None}
+                 "receipt_hash": r.receipt_hash, "voter_id": None}
                 for r in rows[start:start + 10_000]])
         now = utcnow()
         p.eligible_count = BIG_ELIGIBLE
-        p.ballot_key = None
+        s.execute(delete(BallotKey).where(BallotKey.proposal_id == pid))
         p.state, p.closed_at, p.result, p.ballots_counted = State.CLOSED, now, result, BIG
     return pid
 

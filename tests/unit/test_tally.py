@@ -324,3 +324,40 @@ def test_stored_form_refuses_counts_that_do_not_add_up() -> None:
     data = stored(count_plurality(["A", None], ["A"], allow_none_of_these=False, tie_seed="s"))
     with pytest.raises(ValueError):
         PluralityResult.from_dict({**data, "blank": 5})
+
+
+# --- worked examples with known outcomes ----------------------------------------------------------------------
+
+# The "Tennessee capital" example (Wikipedia and electowiki, "Effects of different voting systems under similar
+# circumstances"): 100 voters choose a capital and each wants it near home. 42 live in Memphis (ranking
+# Memphis > Nashville > Chattanooga > Knoxville), 26 in Nashville (N > C > K > M), 15 in Chattanooga
+# (C > K > N > M), 17 in Knoxville (K > C > N > M).
+TENNESSEE = ["Memphis", "Nashville", "Chattanooga", "Knoxville"]
+
+
+def test_approval_tennessee_each_voter_approving_their_top_two() -> None:
+    """Approval voting on the Tennessee example, each voter approving their two nearest cities: Memphis 42,
+    Nashville 42 + 26 = 68, Chattanooga 26 + 15 + 17 = 58, Knoxville 15 + 17 = 32. Nashville wins, where
+    plurality elects Memphis with 42 (test_plurality_tennessee)."""
+    ballots = ([("Memphis", "Nashville")] * 42 + [("Nashville", "Chattanooga")] * 26
+               + [("Chattanooga", "Knoxville")] * 15 + [("Knoxville", "Chattanooga")] * 17)
+    result = count_approval(ballots, TENNESSEE, max_picks=2, tie_seed="tn")
+    assert dict(result.counts) == {"Memphis": 42, "Nashville": 68, "Chattanooga": 58, "Knoxville": 32}
+    assert result.winners == ("Nashville",) and result.tied == () and result.tie_break_note is None
+    assert result.share("Nashville") == Fraction(68, 100)
+
+
+def test_score_tennessee_on_a_zero_to_ten_scale() -> None:
+    """Score voting on the Tennessee example as Wikipedia's "Score voting" article scores it (0 to 10 by
+    distance): Memphis voters M10 N4 C2 K0, Nashville voters M0 N10 C4 K2, Chattanooga voters M0 N6 C10 K6,
+    Knoxville voters M0 N5 C7 K10. Totals: Nashville 603, Chattanooga 457, Memphis 420, Knoxville 312;
+    every voter scores every city, so the averages are those totals over 100 and Nashville wins."""
+    groups = [(42, (10, 4, 2, 0)), (26, (0, 10, 4, 2)), (15, (0, 6, 10, 6)), (17, (0, 5, 7, 10))]
+    ballots = [dict(zip(TENNESSEE, scores, strict=True)) for n, scores in groups for _ in range(n)]
+    result = count_score(ballots, TENNESSEE, max_score=10, tie_seed="tn")
+    averages = {line.option: line.average for line in result.lines}
+    assert averages == {"Memphis": Fraction(420, 100), "Nashville": Fraction(603, 100),
+                        "Chattanooga": Fraction(457, 100), "Knoxville": Fraction(312, 100)}
+    assert result.winners == ("Nashville",) and result.tied == ()
+    memphis = result.lines[0]
+    assert memphis.distribution[10] == 42 and memphis.distribution[0] == 58 and memphis.unscored == 0

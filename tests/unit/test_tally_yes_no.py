@@ -222,3 +222,26 @@ def test_one_more_yes_never_turns_a_pass_into_a_rejection(
     after = count_yes_no(ballots(yes + 1, no, abstain), eligible=eligible, rule=rule)
     if before.outcome is Outcome.PASSED:
         assert after.outcome is Outcome.PASSED
+
+
+# --- a supermajority with a quorum, as Robert's Rules of Order defines them ------------------------------------
+
+# Robert's Rules of Order Newly Revised (12th ed.), 44:3-44:4: a two-thirds vote is at least two-thirds of the
+# votes cast by those entitled to vote, blanks and abstentions excluded; 40:1: the quorum is counted on the
+# members present (here: who took part, abstaining included). An assembly of 150 with a quorum of one third
+# (50 members) and a two-thirds rule:
+
+
+def test_two_thirds_with_quorum_worked_example() -> None:
+    rule = DecisionRule.supermajority(Fraction(2, 3), quorum=Fraction(1, 3))
+    # 40 for, 20 against, 5 abstaining: 65 took part (quorum 50 met); 40 of 60 is exactly two thirds: adopted.
+    adopted = count_yes_no(ballots(40, 20, 5), eligible=150, rule=rule)
+    assert adopted.outcome is Outcome.PASSED
+    # 39 for, 21 against: 39 of 60 is 65%, less than two thirds: lost, though a majority was in favour.
+    lost = count_yes_no(ballots(39, 21, 5), eligible=150, rule=rule)
+    assert lost.outcome is Outcome.REJECTED
+    # 45 for, 4 against, nobody abstaining: 49 took part, one short of the quorum of 50: no decision, however
+    # lopsided the vote.
+    assert count_yes_no(ballots(45, 4), eligible=150, rule=rule).outcome is Outcome.NO_QUORUM
+    # Abstentions count toward the quorum only: 45 for, 4 against and 1 abstaining reach it, and pass.
+    assert count_yes_no(ballots(45, 4, 1), eligible=150, rule=rule).outcome is Outcome.PASSED
