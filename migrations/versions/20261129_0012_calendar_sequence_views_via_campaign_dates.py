@@ -7,7 +7,7 @@ whether the first view was on the site or on the page a vote link in an email op
 were published and last changed.
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0011
 Create Date: 2026-11-29 10:00:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import app.db
 
 revision: str = '0012'
-down_revision: str | None = '0007'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
