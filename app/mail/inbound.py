@@ -34,7 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from app.comments.models import Comment
 from app.db import Database, utcnow
 from app.mail.models import InboundMessage
-from app.mail.reply_address import ReplyToken, read_reply_address
+from app.mail.reply_address import PREFIX, ReplyToken, read_reply_address
 from app.mail.reply_text import NoText, reply_text
 from app.members.models import Member, Status
 from app.middleware import CurrentMember
@@ -145,7 +145,7 @@ def _header(msg: EmailMessage, name: str) -> str:
 
 def is_automatic(msg: EmailMessage, envelope_from: str | None = None) -> bool:
     """An out-of-office answer, a delivery report or a list's mail (RFC 3834 and the headers in common use)."""
-    if envelope_from == "":  # the null sender: a bounce
+    if envelope_from is not None and envelope_from.strip("<> ") == "":  # the null sender: a bounce
         return True
     auto = _header(msg, "Auto-Submitted").strip().lower()
     if auto and auto != "no":
@@ -207,10 +207,11 @@ def _receive(db: Database, settings: Settings, raw: bytes, *, recipient: str | N
         raise too_big(settings.inbound_max_kb)
     msg = parse(raw)
     if token is None:
-        candidates = [recipient] if recipient else [a for a in recipients_in(msg) if read_reply_address(settings, a)]
-        if not candidates:
+        found = [recipient] if recipient else [a for a in recipients_in(msg) if a.lower().startswith(PREFIX)]
+        valid = [a for a in found if read_reply_address(settings, a) is not None]
+        if not found:
             raise Refused(*NO_ADDRESS)
-        token = check_recipient(db, settings, candidates[0], now=now)
+        token = check_recipient(db, settings, (valid or found)[0], now=now)
     if is_automatic(msg, envelope_from):
         log.info("inbound: an automatic message to a reply address was dropped")
         return Outcome("ignored", "250 2.0.0", 200, "Automatic replies are not posted; this one was dropped.")

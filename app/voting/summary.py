@@ -70,8 +70,8 @@ def _detail(step: ActionStep, tz: str) -> str:
 def action_steps(session: Session, settings: Settings, p: Proposal, tz: str,
                  now: dt.datetime | None = None) -> list[dict[str, str]]:
     """The proposal's steps (shifts that have started are left out: signing up has closed)."""
-    steps = session.scalars(select(ActionStep).where(ActionStep.proposal_id == p.id)
-                            .order_by(ActionStep.starts_at, ActionStep.id))
+    steps = session.scalars(select(ActionStep).where(ActionStep.proposal_id == p.id)  # dated ones first, soonest
+                            .order_by(ActionStep.starts_at.is_(None), ActionStep.starts_at, ActionStep.id))
     results = settings.url(f"/proposals/{p.id}/results")
     return [{"title": s.title, "detail": _detail(s, tz), "link": f"{results}#step-{s.id}"}
             for s in steps

@@ -38,8 +38,7 @@ def mail_app(mail, db):  # type: ignore[no-untyped-def]
     return create_app(mail, db=db)
 
 
-@pytest.fixture
-def people(db, admin, member):  # type: ignore[no-untyped-def]
+def make_people(db, admin, member) -> dict:  # type: ignore[no-untyped-def]
     """Ada (admin), Mia (member), Olu and Bea: all signed up with a password."""
     with db.begin() as s:
         olu = make_member(s, email="olu@example.org", name="Olu Other", password=PASSWORD)
@@ -47,10 +46,19 @@ def people(db, admin, member):  # type: ignore[no-untyped-def]
     return {"ada": admin, "mia": member, "olu": olu, "bea": bea}
 
 
-@pytest.fixture
-def proposal(db, admin, people) -> int:  # type: ignore[no-untyped-def]
+def open_proposal(db, admin) -> int:  # type: ignore[no-untyped-def]
     with db.begin() as s:
         return make_proposal(s, title="Paint the hall green?", state="open", created_by=admin.id).id
+
+
+@pytest.fixture
+def people(db, admin, member):  # type: ignore[no-untyped-def]
+    return make_people(db, admin, member)
+
+
+@pytest.fixture
+def proposal(db, admin, people) -> int:  # type: ignore[no-untyped-def]
+    return open_proposal(db, admin)
 
 
 def as_member(app, who) -> Client:  # type: ignore[no-untyped-def]
