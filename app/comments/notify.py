@@ -130,7 +130,7 @@ def _mail(session: Session, settings: Settings, p: Proposal, c: Comment, kind: s
         return {"name": r.name, "unsubscribe": unsubscribe_url(settings, token)}, headers
 
     mail_audience(session, settings, kind=kind, context=context, slots=slots, dedupe=f"comment:{c.id}",
-                  recipients=recipients, plan=plan(session, kind, [r.member_id for r in recipients], now=now),
+                  recipients=recipients, plan=plan(session, kind, audience, now=now),
                   personal=personal, proposal_id=p.id, digest_key=f"{kind}:c{c.id}", comment_id=c.id)
     # The notifications recorded for these members and this comment are taken care of by this mail.
     ids_done = {r.member_id for r in recipients}

@@ -287,3 +287,43 @@ def test_announcements_carry_a_reply_address_only_when_replies_are_on(settings, 
     # The default: the base URL's host, when it is a domain name a mail server could have.
     assert dataclasses.replace(settings, base_url="https://vote.example.org").reply_to_domain == "vote.example.org"
     assert dataclasses.replace(settings, base_url="http://127.0.0.1:8000").reply_to_domain is None
+
+
+def test_the_new_kinds_are_on_the_preferences_pages_and_can_be_unsubscribed(mail_app, mail, db, people, proposal,
+                                                                            smtp_sink):
+    from bs4 import BeautifulSoup
+
+    from app.mail.models import MailPreference
+
+    ada, mia, olu = people["ada"], people["mia"], people["olu"]
+    with Client(mail_app, base_url="http://testserver") as c:
+        c.sign_in(mia.email)
+        form = BeautifulSoup(c.get("/profile").text, "html.parser").find(id="mail-preferences")
+        legends = [legend.get_text(" ", strip=True) for legend in form.find_all("legend")]
+        assert any(text.startswith("Replies to my comments") for text in legends)
+        assert any(text.startswith("Mentions") for text in legends)
+        assert any(text.startswith("Official responses") for text in legends)
+    with Client(mail_app, base_url="http://testserver") as boss:
+        boss.sign_in(ada.email)
+        page = BeautifulSoup(boss.get("/admin/mail").text, "html.parser")
+        assert page.select_one("input[name=mode-official_response][value=digest]") is not None
+        from tests.functional.test_mail_prefs import ALL_IMMEDIATE
+
+        assert boss.form("/admin/mail", {**ALL_IMMEDIATE, "mode-mention": "never", "digest_every": "weekly",
+                                         "weekly_budget": "0"}).status_code == 303
+    post(mail_app, olu, proposal, "Hello @Mia_Member.")  # the admins' default now: no mention mail
+    assert rows(db) == []
+    top = post(mail_app, mia, proposal, "Mia's comment.")
+    post(mail_app, olu, proposal, "A reply.", parent_id=str(top))
+    deliver(mail, db)
+    msg = received(smtp_sink, mia.email, "Olu Other replied")
+    path = str(msg["List-Unsubscribe"]).split(",")[0].strip(" <>").removeprefix("http://testserver")
+    with Client(mail_app, base_url="http://testserver", cookies=None) as provider:
+        r = provider.post(path, content=b"List-Unsubscribe=One-Click",
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 200 and "replies to my comments" in r.text
+    with db.read() as s:
+        assert s.scalar(select(MailPreference.mode).where(MailPreference.member_id == mia.id,
+                                                          MailPreference.kind == "comment_reply")) == "never"
+    post(mail_app, olu, proposal, "Another reply, not mailed.", parent_id=str(top))
+    assert rows(db) == [("comment_reply", mia.email)]
