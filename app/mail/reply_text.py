@@ -53,12 +53,13 @@ def has_attachments(msg: Message) -> bool:
 
 
 def body_text(msg: EmailMessage) -> str:
-    """The message's text: its text/plain body, else its HTML body as text ("" when it has neither)."""
+    """The message's text: its text/plain body, else (or when that is blank) its HTML body as text."""
     part = msg.get_body(preferencelist=("plain",))
-    if part is not None:
-        return _decoded(part)
-    part = msg.get_body(preferencelist=("html",))
-    return html_to_text(_decoded(part)) if part is not None else ""
+    text = _decoded(part) if part is not None else ""
+    if text.strip():
+        return text
+    part = msg.get_body(preferencelist=("html",))  # HTML only, or an empty text part beside the HTML
+    return html_to_text(_decoded(part)) if part is not None else text
 
 
 def strip_quotes(text: str) -> str:

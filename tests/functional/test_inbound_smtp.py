@@ -277,3 +277,29 @@ def test_posting_by_email_keeps_the_rate_limit_and_asks_to_retry_later(db, peopl
         send(inbound, reply(mia.email, address, "One too many."))
     assert refused.value.smtp_code == 451  # temporary: the sending server tries again later
     assert len(comments(db)) == 10
+
+
+def test_two_deliveries_of_one_message_at_the_same_moment_post_once(db, people, proposal, inbound, mail):
+    import threading
+
+    mia = people["mia"]
+    address = reply_address(mail, member_id=mia.id, proposal_id=proposal)
+    raw = reply(mia.email, address, "Delivered twice at once.").as_bytes()
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def deliver_once() -> None:
+        with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as smtp:
+            smtp.ehlo()
+            smtp.mail(mia.email)
+            smtp.rcpt(address)
+            barrier.wait(timeout=30)
+            answers.append(smtp.data(raw)[0])
+
+    threads = [threading.Thread(target=deliver_once) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert answers == [250, 250]
+    assert [c.body_md for c in comments(db)] == ["Delivered twice at once."]

@@ -88,6 +88,8 @@ def test_html_only_replies_are_read_as_text(html, expected):
 
 def test_the_text_part_is_preferred_to_the_html_part():
     assert reply_text(message("Plain wins.", "<p>HTML loses.</p>")) == "Plain wins."
+    assert reply_text(message("\n", "<p>A blank text part: the HTML counts.</p>")) == \
+        "A blank text part: the HTML counts."
 
 
 def test_nothing_to_post():
