@@ -327,3 +327,16 @@ def test_the_new_kinds_are_on_the_preferences_pages_and_can_be_unsubscribed(mail
                                                           MailPreference.kind == "comment_reply")) == "never"
     post(mail_app, olu, proposal, "Another reply, not mailed.", parent_id=str(top))
     assert rows(db) == [("comment_reply", mia.email)]
+
+
+def test_the_outbox_pages_hide_the_reply_token_once_mail_is_sent(mail_app, db, people, proposal):
+    ada, mia, olu = people["ada"], people["mia"], people["olu"]
+    top = post(mail_app, mia, proposal, "Mia's comment.")
+    post(mail_app, olu, proposal, "A reply.", parent_id=str(top))
+    with db.read() as s:
+        row = s.scalar(select(OutboxMessage).where(OutboxMessage.kind == "comment_reply"))
+    token = row.headers["Reply-To"].split("+", 1)[1].split("@")[0]
+    with Client(mail_app, base_url="http://testserver") as boss:
+        boss.sign_in(ada.email)
+        page = boss.get(f"/admin/outbox/{row.id}").text
+    assert token not in page and f"reply+hidden@{REPLY_DOMAIN}" in page
