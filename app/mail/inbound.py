@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.comments.models import Comment
 from app.db import Database, utcnow
@@ -196,6 +197,16 @@ def receive(db: Database, settings: Settings, raw: bytes, *, recipient: str | No
     except Refused as refused:
         log.info("inbound reply refused: %s", refused.outcome.smtp)
         return refused.outcome
+    except SQLAlchemyError:
+        # The database is busy or away: the sending server keeps the message and tries again later.
+        log.exception("inbound: the reply could not be stored")
+        return Outcome("refused", "451 4.3.0", 503, "The reply could not be stored just now; it will be tried "
+                                                    "again later.")
+    except (ValueError, TypeError, IndexError, LookupError, AttributeError):
+        # A message the email package cannot take apart (its parser has corner cases that raise).
+        log.exception("inbound: a message could not be read")
+        return Outcome("refused", "550 5.6.0", 422, "This message could not be read, so nothing was posted. "
+                                                    "Send your reply as plain text.")
 
 
 def _receive(db: Database, settings: Settings, raw: bytes, *, recipient: str | None, token: ReplyToken | None,

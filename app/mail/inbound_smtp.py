@@ -16,6 +16,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database, run_db
 from app.mail import inbound
@@ -42,6 +43,9 @@ class InboundHandler:
         except inbound.Refused as refused:
             log.info("inbound: RCPT refused: %s", refused.outcome.smtp)
             return refused.outcome.smtp_reply
+        except SQLAlchemyError:
+            log.exception("inbound: the reply address could not be checked")
+            return "451 4.3.0 Try again later"
         envelope.rcpt_tos.append(address)
         setattr(envelope, _TOKENS, token)
         return "250 2.1.5 OK"
