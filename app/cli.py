@@ -1,4 +1,5 @@
-"""The `plenary` command: serve, worker, migrate, setup-link, create-admin, import-members, demo, smtp-sink."""
+"""The `plenary` command: serve, worker, inbound, migrate, setup-link, create-admin, import-members, demo,
+smtp-sink."""
 
 from __future__ import annotations
 
@@ -168,6 +169,35 @@ def cmd_smtp_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inbound(args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.mail.inbound_smtp import InboundServer
+
+    settings = _settings()
+    if settings.reply_to_domain is None:
+        print("plenary: replies by email are off (set PLENARY_REPLY_DOMAIN, or a base URL with a domain name); "
+              "serving anyway, but no message carries a reply address.", file=sys.stderr)
+    db = Database(settings.database_url)
+    server = InboundServer(db, settings)
+    host = args.host or settings.inbound_host
+    try:
+        port = server.start(host, args.port if args.port is not None else settings.inbound_port)
+    except OSError as exc:
+        db.dispose()
+        print(f"plenary: cannot listen on {host}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Inbound SMTP on {host}:{port}: replies to reply+…@{settings.reply_to_domain or '(off)'} become "
+          "comments. Ctrl-C stops it.", flush=True)
+    try:
+        asyncio.run(_forever())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        db.dispose()
+    return 0
+
+
 async def _forever() -> None:
     while True:
         await asyncio.sleep(3600)
@@ -187,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="run background jobs and send mail (for more than one process)")
     s.add_argument("--name", default="")
     s.set_defaults(fn=cmd_worker)
+
+    s = sub.add_parser("inbound", help="receive members' email replies over SMTP and post them as comments")
+    s.add_argument("--host", default="", help="default: PLENARY_INBOUND_HOST")
+    s.add_argument("--port", type=int, default=None, help="default: PLENARY_INBOUND_PORT")
+    s.set_defaults(fn=cmd_inbound)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
     sub.add_parser("setup-link", help="print a one-time link to create the first admin").set_defaults(

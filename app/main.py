@@ -25,8 +25,9 @@ from app.web import SignInRequired, signin_url
 log = logging.getLogger("plenary")
 
 # Paths whose unsafe requests skip the CSRF check because they authenticate themselves: the one-click
-# unsubscribe is POSTed by mail providers, without cookies, and its signed token can only unsubscribe.
-CSRF_EXEMPT = ("/healthz", "/unsubscribe/")
+# unsubscribe is POSTed by mail providers, without cookies, and its signed token can only unsubscribe; the inbound
+# mail webhook is POSTed by a mail provider with the shared secret (PLENARY_INBOUND_SECRET).
+CSRF_EXEMPT = ("/healthz", "/unsubscribe/", "/inbound/email")
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Starlette:

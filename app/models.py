@@ -13,7 +13,7 @@ from app.comments.models import (
 )
 from app.db import Base
 from app.jobs.models import Job
-from app.mail.models import OutboxMessage
+from app.mail.models import InboundMessage, OutboxMessage
 from app.members.models import (
     AuditEvent,
     AuthToken,
@@ -54,6 +54,7 @@ __all__ = [
     "Revision",
     "Base",
     "Group",
+    "InboundMessage",
     "GroupMembership",
     "Job",
     "Member",

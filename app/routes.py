@@ -7,6 +7,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.actions import views as actions
 from app.comments import views as comments
+from app.mail import inbound_views
 from app.mail import views as mail
 from app.members import admin_views as admin
 from app.members import import_views
@@ -132,7 +133,8 @@ routes = [
     Route("/admin/outbox", mail.outbox, methods=["GET"], name="admin:outbox"),
     Route("/admin/outbox/{message_id:int}", mail.outbox_message, methods=["GET"], name="admin:outbox_message"),
     Route("/admin/mail", mail.admin_mail, methods=["GET", "POST"], name="admin:mail"),
-    # mail: the one-click unsubscribe (CSRF-exempt: see CSRF_EXEMPT in main.py)
+    # mail: the one-click unsubscribe and the inbound webhook (CSRF-exempt: see CSRF_EXEMPT in main.py)
     Route("/unsubscribe/{token}", mail.unsubscribe, methods=["GET", "POST"], name="mail:unsubscribe"),
+    Route("/inbound/email", inbound_views.inbound_email, methods=["POST"], name="mail:inbound"),
     Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"),
 ]

@@ -7,6 +7,7 @@ table and `FIELDS` agree, so a new setting cannot go undocumented.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -73,6 +74,12 @@ class Settings:
     password_hash_memory_kib: int = 19456
     session_days: int = 30
     reminder_hours: int = 24
+    # Replies by email: the domain of the reply addresses ("" = the base URL's host, "off" = no replies)
+    reply_domain: str = ""
+    inbound_host: str = "127.0.0.1"
+    inbound_port: int = 2525
+    inbound_secret: str = ""  # the webhook's shared secret; "" = webhook off
+    inbound_max_kb: int = 5120
     var_dir: Path = field(default=VAR)
     log_level: str = "INFO"
 
@@ -118,6 +125,10 @@ class Settings:
                 raise SettingsError(str(exc)) from exc
         if not self.trusted_hosts:
             changes["trusted_hosts"] = (parts.hostname,)
+        if self.reply_domain and self.reply_domain.lower() != "off" and not _is_domain(self.reply_domain):
+            raise SettingsError(f"PLENARY_REPLY_DOMAIN must be a domain name (or off), not {self.reply_domain!r}")
+        if self.inbound_secret and len(self.inbound_secret) < 32:
+            raise SettingsError("PLENARY_INBOUND_SECRET must be at least 32 characters")
         return _replace(self, **changes) if changes else self
 
     @property
@@ -133,6 +144,16 @@ class Settings:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def reply_to_domain(self) -> str | None:
+        """The domain of reply addresses (`reply+TOKEN@domain`), or None when members cannot reply by email:
+        switched off, or no domain was set and the base URL's host is not one a mail server could have (an IP
+        address, `localhost`, a name without a dot)."""
+        if self.reply_domain:
+            return None if self.reply_domain.lower() == "off" else self.reply_domain.lower()
+        host = urlsplit(self.base_url).hostname or ""
+        return host.lower() if _is_domain(host) else None
+
     def url(self, path: str) -> str:
         """An absolute link for emails and the console: always built from the base URL, never the Host header."""
         return self.base_url.rstrip("/") + path
@@ -142,6 +163,22 @@ def _replace(s: Settings, **changes: object) -> Settings:
     data = {f.name: getattr(s, f.name) for f in fields(s)}
     data.update(changes)
     return Settings(**data)  # type: ignore[arg-type]
+
+
+_DOMAIN = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$",
+                     re.IGNORECASE)
+
+
+def _is_domain(value: str) -> bool:
+    """A DNS name with at least one dot whose last label is not a number (so not an IP address)."""
+    return bool(_DOMAIN.match(value)) and value.lower() != "localhost"
+
+
+def _port(value: str) -> int:
+    n = int(value)
+    if not 1 <= n <= 65535:
+        raise SettingsError(f"must be a port number from 1 to 65535, not {value!r}")
+    return n
 
 
 def _hosts(value: str) -> tuple[str, ...]:
@@ -177,6 +214,11 @@ FIELDS: dict[str, tuple[str, object]] = {
     "PLENARY_PASSWORD_MEMORY_KIB": ("password_hash_memory_kib", _positive_int),
     "PLENARY_SESSION_DAYS": ("session_days", _positive_int),
     "PLENARY_REMINDER_HOURS": ("reminder_hours", _whole_number),
+    "PLENARY_REPLY_DOMAIN": ("reply_domain", str.strip),
+    "PLENARY_INBOUND_HOST": ("inbound_host", str.strip),
+    "PLENARY_INBOUND_PORT": ("inbound_port", _port),
+    "PLENARY_INBOUND_SECRET": ("inbound_secret", str),
+    "PLENARY_INBOUND_MAX_KB": ("inbound_max_kb", _positive_int),
     "PLENARY_VAR_DIR": ("var_dir", Path),
     "PLENARY_LOG_LEVEL": ("log_level", str.upper),
 }

@@ -13,6 +13,7 @@ from markupsafe import Markup
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from app.comments import notify
 from app.comments.models import Comment, CommentBlock, CommentClosure, Flag
 from app.comments.services import BLOCK_DAYS_MAX, CommentError, clean_reason, count_change
 from app.db import utcnow
@@ -58,6 +59,7 @@ def hide(session: Session, me: CurrentMember, comment_id: int, *, reason: str, i
     text = clean_reason(reason, "members see it in place of the comment")
     count_change(session, c, -1)
     c.hidden_at, c.hidden_reason, c.hidden_by = now, text, me.id
+    notify.withdraw(session, c.id)  # its mail not yet sent must not carry it out
     flags = _resolve_flags(session, c.id, me, "hidden", now)
     audit(session, "comment.hide", actor_id=me.id, ip=ip, object_type="comment", object_id=c.id,
           summary=f"Hid comment {c.id}: {text}", proposal_id=c.proposal_id, author_id=c.author_id,

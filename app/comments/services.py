@@ -48,6 +48,7 @@ from app.members.models import GroupMembership, Member, Role, Status
 from app.middleware import CurrentMember
 from app.proposals.models import Kind, Proposal, ProposalGroup, State
 from app.proposals.services import can_see
+from app.settings import Settings
 from app.voting.models import Eligibility
 
 MAX_LENGTH = 10_000
@@ -206,11 +207,14 @@ def can_edit(c: Comment, acc: Access) -> bool:
 
 # --- members' actions ---------------------------------------------------------------------------------------
 
-def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body: str, stance: str = "",
-                 parent_id: int | None = None, paragraph: int | None = None, response_status: str = "",
-                 now: dt.datetime | None = None) -> Comment:
+def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body: str, settings: Settings,
+                 stance: str = "", parent_id: int | None = None, paragraph: int | None = None,
+                 response_status: str = "", now: dt.datetime | None = None) -> Comment:
     """A comment, a reply (to a top-level comment; a reply to a reply joins its thread), a comment on one
-    paragraph of a policy change, or (admins) an official response to any of these or to the proposal."""
+    paragraph of a policy change, or (admins) an official response to any of these or to the proposal.
+    Mail to whoever it concerns is queued in the same transaction (`comments.notify`)."""
+    from app.comments import notify
+
     now = now or utcnow()
     p = proposal_for(session, me, proposal_id)
     official = bool(response_status)
@@ -223,9 +227,9 @@ def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body:
         refusal = access(session, me, p, now).refusal()
         if refusal is not None:
             raise refusal
-    parent = None
+    parent = answered = None
     if parent_id is not None:
-        parent = session.get(Comment, parent_id)
+        parent = answered = session.get(Comment, parent_id)
         if parent is not None and parent.parent_id is not None:
             parent = session.get(Comment, parent.parent_id)  # threads are one level deep
         if parent is None or parent.proposal_id != p.id:
@@ -248,19 +252,23 @@ def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body:
     session.add(c)
     session.flush()  # the id, for notifications and the redirect to the comment's anchor
     count_change(session, c, +1)
-    _notify_mentions(session, p, c, me.id, now)
+    mentioned = _notify_mentions(session, p, c, me.id, now)
     if official and parent is not None and parent.author_id not in (None, me.id):
         session.add(Notification(member_id=parent.author_id, kind=NotificationKind.RESPONSE, proposal_id=p.id,
                                  comment_id=c.id, actor_id=me.id, created_at=now))
     if official:
         audit(session, "comment.respond", actor_id=me.id, object_type="comment", object_id=c.id,
               summary=f"Official response ({STATUSES[ResponseStatus(response_status)]}) on {p.title}")
+    notify.on_posted(session, settings, p, c, answered=answered, mentioned=mentioned, now=now)
     return c
 
 
-def edit_comment(session: Session, me: CurrentMember, comment_id: int, *, body: str, stance: str = "",
-                 now: dt.datetime | None = None) -> Comment:
-    """Change one's own comment within 30 minutes; the earlier version is kept for admins."""
+def edit_comment(session: Session, me: CurrentMember, comment_id: int, *, body: str, settings: Settings,
+                 stance: str = "", now: dt.datetime | None = None) -> Comment:
+    """Change one's own comment within 30 minutes; the earlier version is kept for admins. Members it names for
+    the first time are mailed."""
+    from app.comments import notify
+
     now = now or utcnow()
     c, p = _own(session, me, comment_id, "edit")
     acc = access(session, me, p, now)
@@ -283,7 +291,8 @@ def edit_comment(session: Session, me: CurrentMember, comment_id: int, *, body: 
     c.body_md, c.stance, c.edited_at = text, new_stance, now
     if stance_changed:
         count_change(session, c, +1)
-    _notify_mentions(session, p, c, me.id, now)
+    mentioned = _notify_mentions(session, p, c, me.id, now)
+    notify.on_edited(session, settings, p, c, mentioned=mentioned, now=now)
     return c
 
 
@@ -291,9 +300,12 @@ def delete_comment(session: Session, me: CurrentMember, comment_id: int,
                    now: dt.datetime | None = None) -> Comment | None:
     """Delete one's own comment. With replies, its place stays as "comment deleted" (text, earlier versions,
     endorsements and notifications go); without, it goes entirely. Returns what is left, if anything."""
+    from app.comments import notify
+
     now = now or utcnow()
     c, _p = _own(session, me, comment_id, "delete")
     count_change(session, c, -1)
+    notify.withdraw(session, c.id)
     if _reply_count(session, c.id):
         c.body_md, c.stance, c.deleted_at, c.endorsement_count = "", None, now, 0
         for model in (CommentRevision, Endorsement, Notification):
@@ -399,10 +411,11 @@ def can_see_clause(p: Proposal) -> ColumnElement[bool]:
     return or_(Member.role == Role.ADMIN, in_group, eligible)
 
 
-def _notify_mentions(session: Session, p: Proposal, c: Comment, actor_id: int, now: dt.datetime) -> None:
+def _notify_mentions(session: Session, p: Proposal, c: Comment, actor_id: int, now: dt.datetime) -> list[int]:
+    """Record a notification for each member the comment names and was not notified of it yet; returns them."""
     wanted = mentions.handles(c.body_md)
     if not wanted:
-        return
+        return []
     query = select(Member.id, Member.name).where(Member.status == Status.ACTIVE, can_see_clause(p))
     firsts = {k[0] for k in wanted}
     if all(ch.isascii() for ch in firsts):
@@ -413,6 +426,9 @@ def _notify_mentions(session: Session, p: Proposal, c: Comment, actor_id: int, n
     named = set(mentions.resolve(wanted, candidates).values()) - {actor_id}
     already = set(session.scalars(select(Notification.member_id).where(
         Notification.comment_id == c.id, Notification.kind == NotificationKind.MENTION)))
-    for member_id in sorted(named - already):
+    new = sorted(named - already)
+    for member_id in new:
         session.add(Notification(member_id=member_id, kind=NotificationKind.MENTION, proposal_id=p.id,
                                  comment_id=c.id, actor_id=actor_id, created_at=now))
+    session.flush()
+    return new

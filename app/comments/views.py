@@ -194,7 +194,8 @@ async def create(request: Request) -> Response:
 
     def do(s: Session) -> Comment:
         c = services.post_comment(s, me, pid, body=form.body, stance=form.stance, parent_id=form.parent_id,
-                                  paragraph=form.paragraph, response_status=form.response_status)
+                                  paragraph=form.paragraph, response_status=form.response_status,
+                                  settings=web.settings(request))
         s.expunge(c)
         return c
 
@@ -264,7 +265,7 @@ async def edit(request: Request) -> Response:
     sent = forms.parse(data, 0)
 
     def do(s: Session) -> Comment:
-        c = services.edit_comment(s, me, cid, body=sent.body, stance=sent.stance)
+        c = services.edit_comment(s, me, cid, body=sent.body, stance=sent.stance, settings=web.settings(request))
         s.expunge(c)
         return c
 

@@ -78,7 +78,8 @@ Personal = Callable[[Recipient], tuple[dict[str, str], dict[str, str]]]
 
 def mail_audience(session: Session, settings: Settings, *, kind: str, context: dict[str, Any], slots: Slots,
                   dedupe: str, recipients: list[Recipient], plan: Plan, personal: Personal,
-                  proposal_id: int | None = None, digest_key: str | None = None) -> Outcome:
+                  proposal_id: int | None = None, digest_key: str | None = None,
+                  comment_id: int | None = None) -> Outcome:
     """Send, fold or drop one mailing for each recipient, as the plan decides.
 
     `personal(recipient)` gives (slot values, extra headers). Outbox rows are unique per (kind, dedupe,
@@ -107,7 +108,8 @@ def mail_audience(session: Session, settings: Settings, *, kind: str, context: d
             if decision == Decision.DIGEST:
                 outcome.folded += 1
                 folded.append({"member_id": r.member_id, "kind": kind, "proposal_id": proposal_id,
-                               "key": digest_key or f"{kind}:{dedupe}", "created_at": now})
+                               "comment_id": comment_id, "key": digest_key or f"{kind}:{dedupe}",
+                               "created_at": now})
                 continue
             values, headers = personal(r)
             escaped = {k: str(escape(v)) for k, v in values.items()}

@@ -6,8 +6,9 @@ waits longer than one. The worker calls `run_due_digests` every tick; each diges
 of its own that marks its items done, and its outbox key names the newest item, so a second worker or a
 second run adds nothing.
 
-The digest is built from the proposals as they are now: a proposal that closed or that the member voted on
-meanwhile leaves the "open for your vote" list; a result shows the outcome if one has been written since.
+The digest is built from the proposals and comments as they are now: a proposal that closed or that the member
+voted on meanwhile leaves the "open for your vote" list; a result shows the outcome if one has been written
+since; a comment hidden or deleted meanwhile (or on a proposal the member can no longer see) is left out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from app.db import utcnow
 from app.mail.headers import bulk_headers, unsubscribe_token, unsubscribe_url
 from app.mail.models import DigestEvery, DigestItem, MemberMailSettings, Mode
 from app.mail.outbox import enqueue
-from app.mail.policy import org_defaults
+from app.mail.policy import COMMENT_KINDS, org_defaults
 from app.mail.services import preferences
 from app.markdown import render_markdown
 from app.members.models import Member, Status
@@ -62,6 +63,7 @@ def run_due_digests(db: Any, settings: Settings, *, now: dt.datetime | None = No
 def build_digest(session: Session, settings: Settings, member_id: int, *, now: dt.datetime) -> bool:
     """Gather the member's waiting items into one message (or none, if nothing is still worth reading) and mark
     them done. Returns whether a message was queued."""
+    from app.comments.notify import digest_entry
     from app.voting.links import link_choices, vote_token
     from app.voting.notify import deadline_text, org_name_and_tz
     from app.voting.services import voted_proposal_ids
@@ -84,11 +86,17 @@ def build_digest(session: Session, settings: Settings, member_id: int, *, now: d
     voted = voted_proposal_ids(session, member_id, pids)
     to_vote: dict[int, dict[str, Any]] = {}
     results: dict[int, dict[str, Any]] = {}
+    comments: list[dict[str, str]] = []
     for item in items:
         p = proposals.get(item.proposal_id or 0)
         wanted = prefs.modes.get(item.kind, Mode.IMMEDIATELY) != Mode.NEVER or \
             (item.kind == "results" and p is not None and p.id in voted)
         if p is None or not wanted:
+            continue
+        if item.kind in COMMENT_KINDS:
+            entry = digest_entry(session, settings, member, item.kind, item.comment_id)
+            if entry is not None:
+                comments.append(entry)
             continue
         if item.kind in ("announcement", "reminder"):
             if p.state != State.OPEN or p.closes_at is None or p.closes_at <= now or p.id in voted:
@@ -112,11 +120,12 @@ def build_digest(session: Session, settings: Settings, member_id: int, *, now: d
     from app.actions.campaigns import digest_entries
 
     campaigns = digest_entries(session, settings, member_id, items, prefs.modes)
-    if not to_vote and not results and not campaigns:
+    if not to_vote and not results and not comments and not campaigns:
         return False
     token = unsubscribe_token(settings, member_id, "digest")
     context = {"org_name": org_name, "name": member.name, "every": prefs.digest_every,
-               "to_vote": list(to_vote.values()), "results": list(results.values()), "campaigns": campaigns,
+               "to_vote": list(to_vote.values()), "results": list(results.values()), "comments": comments,
+               "campaigns": campaigns,
                "unsubscribe_link": unsubscribe_url(settings, token), "preferences_link": settings.url("/profile#mail")}
     return enqueue(session, settings, kind="digest", to_addr=member.email, to_name=member.name, member_id=member.id,
                    context=context, dedupe=f"member:{member_id}:i{items[-1].id}",

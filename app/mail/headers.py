@@ -1,9 +1,10 @@
 """What marks a message as bulk mail and threads it: the signed unsubscribe token and the headers built from it.
 
-Bulk mail (announcements, reminders, results, outcome updates, digests) carries `List-Unsubscribe` with an
-https and a mailto address, `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058), `List-Id`
-(RFC 2919) and `Auto-Submitted: auto-generated` (RFC 3834). Mail about a proposal also carries `In-Reply-To`
-and `References` naming one stable id per proposal, so mail apps show a proposal's messages as one thread.
+Bulk mail (announcements, reminders, results, outcome updates, mail about comments, digests) carries
+`List-Unsubscribe` with an https and a mailto address, `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
+(RFC 8058), `List-Id` (RFC 2919) and `Auto-Submitted: auto-generated` (RFC 3834). Mail about a proposal also
+carries `In-Reply-To` and `References` naming one stable id per proposal, so mail apps show a proposal's messages
+as one thread.
 Sign-in links, invitations, resets and email-change messages carry none of the List-* headers.
 
 The unsubscribe token is an HMAC over (member, kind) with the app's secret. It can only unsubscribe: no page
@@ -20,7 +21,8 @@ from urllib.parse import urlsplit
 from app import security
 from app.settings import Settings
 
-BULK_KINDS = ("announcement", "reminder", "results", "outcome_update", "digest")
+BULK_KINDS = ("announcement", "reminder", "results", "outcome_update", "comment_reply", "mention",
+              "official_response", "digest")
 _PURPOSE = "unsubscribe"
 _TOKEN = re.compile(r"^([1-9][0-9]{0,11})-([a-z_]{1,32})-([0-9a-f]{32})$")
 

@@ -119,6 +119,8 @@ class DigestItem(Base):
     kind: Mapped[str] = mapped_column(String(32))
     proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(String(200))  # what it is about, e.g. "announcement:p12": folded once
+    # A reply, mention or official response: the comment it is about (gone with the comment).
+    comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     digested_at: Mapped[dt.datetime | None]
 
@@ -133,3 +135,19 @@ class ProposalReminder(Base):
     proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboundMessage(Base):
+    """An email reply that became a comment. The unique (member, Message-ID) makes a second delivery of the same
+    message (a retrying mail server, a webhook called twice) post nothing: it is answered as delivered."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("member_id", "message_id", name="uq_inbound_messages_member_message"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    # The Message-ID header as sent (or "sha256:" and the digest of a longer one, or of a message without one).
+    message_id: Mapped[str] = mapped_column(String(300))
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
+    comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id", ondelete="SET NULL"), index=True)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -30,8 +30,11 @@ from app.mail.models import DigestEvery, MailPreference, MemberMailSettings, Mod
 
 TRANSACTIONAL = frozenset({"signin_link", "password_reset", "invitation", "email_change_confirm",
                            "email_change_notice"})
+# Mail about comments (app/comments/notify.py): a reply to the member's comment, a mention, an official response
+# on a proposal the member took part in.
+COMMENT_KINDS = ("comment_reply", "mention", "official_response")
 # The kinds members choose a mode for, in the order the forms show them.
-PREF_KINDS = ("announcement", "reminder", "results", "outcome_update")
+PREF_KINDS = ("announcement", "reminder", "results", "outcome_update", *COMMENT_KINDS)
 # What counts against the weekly budget: every mailing, the digest included (a campaign's announcement follows
 # the member's mode for announcements, see app/actions/campaigns.py).
 BUDGETED = (*PREF_KINDS, "digest", "campaign_announcement")

@@ -23,6 +23,10 @@ KIND_LABELS = {
     "reminder": ("Reminders", "once, shortly before the deadline, only if you have not voted yet"),
     "results": ("Results", "when voting closes (always sent for proposals you voted on)"),
     "outcome_update": ("Outcome updates", "when an admin writes or changes what will be done"),
+    "comment_reply": ("Replies to my comments", "when someone answers a comment of yours"),
+    "mention": ("Mentions", "when someone names you in a comment with @"),
+    "official_response": ("Official responses", "when an admin responds officially on a proposal you voted or "
+                          "commented on"),
     "digest": ("The digest", "everything you chose to read in a digest, gathered in one message"),
 }
 MODE_LABELS = {Mode.IMMEDIATELY: "As it happens", Mode.DIGEST: "In my digest", Mode.NEVER: "Never"}

@@ -39,11 +39,12 @@ def hide_links(body: str, base_url: str) -> tuple[str, bool]:
     return hidden, n > 0
 
 
-_MAILTO_TOKEN = re.compile(r"(mailto:[a-z]+\+)[A-Za-z0-9_\-]{16,}@")
+_MAILTO_TOKEN = re.compile(r"((?:mailto:)?[a-z]+\+)[A-Za-z0-9_\-]{16,}@")
 
 
 def _hide_header_links(value: str, base_url: str) -> str:
-    """The List-Unsubscribe header's https and mailto tokens, hidden like the links in the bodies."""
+    """The List-Unsubscribe header's https and mailto tokens, and the Reply-To's reply token, hidden like the
+    links in the bodies."""
     return _MAILTO_TOKEN.sub(lambda m: m.group(1) + HIDDEN + "@", hide_links(value, base_url)[0])
 
 

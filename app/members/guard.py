@@ -42,6 +42,15 @@ def check_rate(session: Session, keys: list[str], *, limit: int, window_s: int) 
         raise RateLimited(keys[0])
 
 
+def rate_exceeded(session: Session, key: str, *, limit: int, window_s: int) -> bool:
+    """Whether `key` is at its limit already, without counting an attempt: for checks that must refuse a client
+    over its limit before looking at what it sent (so a right guess after many wrong ones is refused too)."""
+    since = utcnow() - dt.timedelta(seconds=window_s)
+    count = session.scalar(select(func.count()).select_from(RateEvent).where(RateEvent.key == key,
+                                                                              RateEvent.at > since))
+    return (count or 0) >= limit
+
+
 def purge_rate_events(session: Session, older_than_s: int = 86400) -> int:
     cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
     result = session.execute(delete(RateEvent).where(RateEvent.at < cutoff))

@@ -31,11 +31,13 @@ from app.mail.headers import bulk_header_maker, thread_headers, unsubscribe_toke
 from app.mail.models import OutboxMessage, ProposalReminder
 from app.mail.outbox import enqueue
 from app.mail.policy import plan, unsubscribed_from_all
+from app.mail.reply_address import reply_headers
 from app.markdown import render_markdown
 from app.members.models import Member, Status
 from app.proposals.models import Option, Proposal, State
 from app.settings import Settings
 from app.voting import ballots as ballot_rules
+from app.voting import summary
 from app.voting.links import link_choices, vote_token
 from app.voting.models import Eligibility, Participation
 
@@ -87,7 +89,10 @@ def _base_context(settings: Settings, p: Proposal, org_name: str, tz: str, slots
     }
 
 
-def _personal(settings: Settings, p: Proposal, org_name: str, kind: str, extra: Any = None) -> Any:
+def _personal(settings: Settings, p: Proposal, org_name: str, kind: str, extra: Any = None, *,
+              reply_to: bool = False) -> Any:
+    """Each member's slot values and headers; `reply_to`: a Reply-To with the member's own reply address, so
+    answering the email posts a comment on the proposal (app/mail/inbound.py)."""
     headers = bulk_header_maker(settings, org_name=org_name, public_id=p.public_id)
 
     def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
@@ -95,6 +100,8 @@ def _personal(settings: Settings, p: Proposal, org_name: str, kind: str, extra: 
         values = {"name": r.name, "unsubscribe": unsubscribe_url(settings, token)}
         if extra is not None:
             values |= extra(r)
+        if reply_to:
+            return values, headers(token) | reply_headers(settings, member_id=r.member_id, proposal_id=p.id)
         return values, headers(token)
 
     return personal
@@ -116,6 +123,7 @@ def enqueue_announcement(session: Session, settings: Settings, p: Proposal, *, n
     context = _base_context(settings, p, org_name, tz, slots) | {
         "buttons": [(label, slots[f"vote_{i}"]) for i, (_, label) in enumerate(choices)],
         "secret": p.secret,
+        "can_reply": settings.reply_to_domain is not None,
     }
     expires = p.closes_at or now
 
@@ -127,7 +135,8 @@ def enqueue_announcement(session: Session, settings: Settings, p: Proposal, *, n
     return mail_audience(session, settings, kind="announcement", context=context, slots=slots,
                          dedupe=f"proposal:{p.id}", recipients=recipients,
                          plan=plan(session, "announcement", audience, now=now),
-                         personal=_personal(settings, p, org_name, "announcement", votes), proposal_id=p.id,
+                         personal=_personal(settings, p, org_name, "announcement", votes, reply_to=True),
+                         proposal_id=p.id,
                          digest_key=f"announcement:p{p.id}")
 
 
@@ -231,7 +240,8 @@ def confirm_vote(session: Session, settings: Settings, p: Proposal, *, member_id
 
 # --- closing: the results, and outcome updates -----------------------------------------------------------------
 
-def _result_context(settings: Settings, p: Proposal, org_name: str, tz: str, slots: Slots) -> dict[str, Any]:
+def _result_context(session: Session, settings: Settings, p: Proposal, org_name: str, tz: str, slots: Slots, *,
+                    now: dt.datetime) -> dict[str, Any]:
     result: dict[str, Any] = p.result or {}
     rows: list[dict[str, Any]] = result.get("rows", [])
     top = max((r.get("percent", 0) for r in rows), default=0) or 1
@@ -246,9 +256,8 @@ def _result_context(settings: Settings, p: Proposal, org_name: str, tz: str, slo
         "outcome_text": p.outcome_md or "",
         "outcome_html": render_markdown(p.outcome_md) if p.outcome_md else "",
         "results_link": settings.url(f"/proposals/{p.id}/results"),
-        # Later work fills these in; the templates already have their place, shown only when present.
-        "arguments": None,
-        "action_steps": None,
+        "arguments": summary.strongest_arguments(session, settings, p),
+        "action_steps": summary.action_steps(session, settings, p, tz, now=now),
     }
 
 
@@ -261,9 +270,9 @@ def enqueue_results(session: Session, settings: Settings, p: Proposal, *, org_na
     audience, recipients = _recipients(session, p)
     voted = session.scalars(select(Participation.member_id).where(Participation.proposal_id == p.id))
     slots = Slots()
-    outcome = mail_audience(session, settings, kind="results", context=_result_context(settings, p, org_name, tz,
-                                                                                         slots),
-                            slots=slots, dedupe=f"proposal:{p.id}", recipients=recipients,
+    context = _result_context(session, settings, p, org_name, tz, slots, now=now)
+    outcome = mail_audience(session, settings, kind="results", context=context, slots=slots,
+                            dedupe=f"proposal:{p.id}", recipients=recipients,
                             plan=plan(session, "results", audience, voted=voted, now=now),
                             personal=_personal(settings, p, org_name, "results"), proposal_id=p.id,
                             digest_key=f"results:p{p.id}")
@@ -280,7 +289,8 @@ def enqueue_outcome_update(session: Session, settings: Settings, p: Proposal, *,
     revision = int((p.outcome_at or now).timestamp())
     slots = Slots()
     return mail_audience(session, settings, kind="outcome_update",
-                         context=_result_context(settings, p, org_name, tz, slots), slots=slots,
+                         context=_result_context(session, settings, p, org_name, tz, slots, now=now),
+                         slots=slots,
                          dedupe=f"proposal:{p.id}:r{revision}", recipients=recipients,
                          plan=plan(session, "outcome_update", audience, now=now),
                          personal=_personal(settings, p, org_name, "outcome_update"), proposal_id=p.id,

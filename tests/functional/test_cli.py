@@ -62,3 +62,45 @@ def test_bad_configuration_is_reported(env, monkeypatch, capsys):
         main(["migrate"])
     assert exc.value.code == 2
     assert "PLENARY_RATE_LIMIT" in capsys.readouterr().err
+
+
+def test_inbound_serves_smtp_until_stopped(env, tmp_path):
+    """`plenary inbound` as its own process: it listens where told, refuses an address that is not a reply
+    address at RCPT, and stops on a signal (only the process this test started is stopped, by its id)."""
+    import os
+    import signal
+    import smtplib
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    assert main(["migrate"]) == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    child_env = {**os.environ, "PLENARY_REPLY_DOMAIN": "replies.example.org"}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "inbound", "--host", "127.0.0.1", "--port", str(port)],
+                            env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                smtp = smtplib.SMTP("127.0.0.1", port, timeout=10)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.1)
+        with smtp:
+            smtp.ehlo()
+            assert smtp.mail("someone@example.org")[0] == 250
+            code, text = smtp.rcpt("postmaster@replies.example.org")
+            assert code == 550 and b"5.1.1" in text  # no relaying, nothing but reply addresses
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert f"Inbound SMTP on 127.0.0.1:{port}" in out

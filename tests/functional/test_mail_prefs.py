@@ -14,6 +14,7 @@ from app.db import utcnow
 from app.mail.digest import run_due_digests
 from app.mail.headers import unsubscribe_token
 from app.mail.models import DigestItem, MailPreference, MemberMailSettings, OrgMailSettings, OutboxMessage
+from app.mail.policy import PREF_KINDS
 from app.main import create_app
 from app.proposals.models import Proposal
 from app.voting import services
@@ -22,7 +23,7 @@ from tests.factories import make_member, make_proposal
 from tests.functional.test_mail_announce import publish, text_of
 from tests.functional.test_mail_links import deliver
 
-ALL_IMMEDIATE = {f"mode-{k}": "immediately" for k in ("announcement", "reminder", "results", "outcome_update")}
+ALL_IMMEDIATE = {f"mode-{k}": "immediately" for k in PREF_KINDS}
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_profile_shows_and_saves_preferences_without_javascript(member_client, d
     assert r.status_code == 303
     with db.read() as s:
         assert dict(s.execute(select(MailPreference.kind, MailPreference.mode)).all()) == {
-            "announcement": "immediately", "reminder": "never", "results": "digest", "outcome_update": "immediately"}
+            **dict.fromkeys(PREF_KINDS, "immediately"), "reminder": "never", "results": "digest"}
         settings_row = s.get(MemberMailSettings, member.id)
         assert settings_row.digest_every == "daily" and settings_row.unsubscribed_all
     page = BeautifulSoup(member_client.get("/profile").text, "html.parser")
