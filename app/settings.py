@@ -146,13 +146,11 @@ class Settings:
 
     @property
     def reply_to_domain(self) -> str | None:
-        """The domain of reply addresses (`reply+TOKEN@domain`), or None when members cannot reply by email:
-        switched off, or no domain was set and the base URL's host is not one a mail server could have (an IP
-        address, `localhost`, a name without a dot)."""
-        if self.reply_domain:
-            return None if self.reply_domain.lower() == "off" else self.reply_domain.lower()
-        host = urlsplit(self.base_url).hostname or ""
-        return host.lower() if _is_domain(host) else None
+        """The domain of reply addresses (`reply+TOKEN@domain`), or None when members cannot reply by email.
+        Off unless set: a Reply-To that no `plenary inbound` or webhook answers would bounce every reply."""
+        if not self.reply_domain or self.reply_domain.lower() == "off":
+            return None
+        return self.reply_domain.lower()
 
     def url(self, path: str) -> str:
         """An absolute link for emails and the console: always built from the base URL, never the Host header."""

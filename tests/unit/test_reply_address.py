@@ -17,7 +17,7 @@ from app.mail.reply_address import (
 )
 from app.settings import Settings, SettingsError
 
-SETTINGS = Settings(base_url="https://vote.example.org", secret_key="k" * 40, env="test")
+SETTINGS = Settings(base_url="https://vote.example.org", secret_key="k" * 40, env="test", reply_domain="vote.example.org")
 
 
 def test_round_trip_with_and_without_a_comment():
@@ -58,10 +58,8 @@ def test_reply_headers_follow_the_reply_domain():
     assert reply_headers(SETTINGS, member_id=1, proposal_id=2)["Reply-To"].endswith("@vote.example.org")
     chosen = dataclasses.replace(SETTINGS, reply_domain="Replies.Example.org")
     assert reply_headers(chosen, member_id=1, proposal_id=2)["Reply-To"].endswith("@replies.example.org")
-    for off in (dataclasses.replace(SETTINGS, reply_domain="off"),
-                dataclasses.replace(SETTINGS, base_url="http://127.0.0.1:8000"),
-                dataclasses.replace(SETTINGS, base_url="http://localhost:8000"),
-                dataclasses.replace(SETTINGS, base_url="http://testserver")):
+    # Off unless a domain is set: the base URL's host alone turns nothing on.
+    for off in (dataclasses.replace(SETTINGS, reply_domain="off"), dataclasses.replace(SETTINGS, reply_domain="")):
         assert reply_headers(off, member_id=1, proposal_id=2) == {}
 
 
