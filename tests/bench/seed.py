@@ -44,9 +44,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from app import security  # noqa: E402
-from app.db import Database, utcnow  # noqa: E402
 from app.comments.models import Comment  # noqa: E402
 from app.comments.services import recount  # noqa: E402
+from app.db import Database, utcnow  # noqa: E402
 from app.members.auth import start_session  # noqa: E402
 from app.members.models import Group, GroupMembership, Member, Organization, Role, Status, UserSession  # noqa: E402
 from app.proposals import services as proposal_services  # noqa: E402

@@ -17,7 +17,8 @@ from app.mail.reply_address import (
 )
 from app.settings import Settings, SettingsError
 
-SETTINGS = Settings(base_url="https://vote.example.org", secret_key="k" * 40, env="test", reply_domain="vote.example.org")
+SETTINGS = Settings(base_url="https://vote.example.org", secret_key="k" * 40, env="test",
+                    reply_domain="vote.example.org")
 
 
 def test_round_trip_with_and_without_a_comment():
