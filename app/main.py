@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app import htmx
 from app.db import Database
+from app.live import Hub
 from app.middleware import PlenaryMiddleware
 from app.routes import routes
 from app.settings import Settings
@@ -32,12 +33,14 @@ CSRF_EXEMPT = ("/healthz", "/unsubscribe/")
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     database = db or Database(settings.database_url)
+    hub = Hub(database)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from app.members.services import load_org_state
 
         load_org_state(app)
+        await hub.start()
         worker_task = None
         if settings.run_worker:
             from app.jobs.worker import run_forever
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await hub.stop()
             if db is None:
                 database.dispose()
 
@@ -62,6 +66,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     )
     app.state.settings = settings
     app.state.db = database
+    app.state.live = hub  # open pages' live updates (app/live.py)
     app.state.org_name = None
     app.state.org_tz = "UTC"
     return app

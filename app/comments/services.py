@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app import live
 from app.comments import mentions
 from app.comments.models import (
     Comment,
@@ -255,6 +256,7 @@ def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body:
     if official:
         audit(session, "comment.respond", actor_id=me.id, object_type="comment", object_id=c.id,
               summary=f"Official response ({STATUSES[ResponseStatus(response_status)]}) on {p.title}")
+    live.announce(session, live.COMMENT, p.id)  # open pages fetch it once this commits
     return c
 
 
