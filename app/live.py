@@ -25,8 +25,10 @@ import random
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
+import anyio
 from sqlalchemy import event, make_url, text
 from sqlalchemy.orm import Session
+from sse_starlette import EventSourceResponse
 from sse_starlette.event import ServerSentEvent
 
 from app.db import Database, run_db
@@ -262,11 +264,23 @@ class Hub:
                 delay = min(delay * 2, LISTEN_RETRY_MAX_S)
 
 
-async def stream(hub: Hub, proposal_id: int, member_id: int, *, is_open: bool,
-                 resumed: bool) -> AsyncIterator[ServerSentEvent]:
+SHUTDOWN_GRACE_S = 2.0  # once the server is stopping, how long a stream has to end by itself
+
+
+def response(hub: Hub, proposal_id: int, member_id: int, *, is_open: bool, resumed: bool) -> EventSourceResponse:
+    """The stream of one open page. When the server stops (SIGTERM), sse-starlette sets `stopping` and the
+    stream ends by itself, so the server does not wait for browsers to hang up, nor cut a response short."""
+    stopping = anyio.Event()
+    events = stream(hub, proposal_id, member_id, is_open=is_open, resumed=resumed, stopping=stopping)
+    return EventSourceResponse(events, ping=PING_S, shutdown_event=stopping, shutdown_grace_period=SHUTDOWN_GRACE_S)
+
+
+async def stream(hub: Hub, proposal_id: int, member_id: int, *, is_open: bool, resumed: bool,
+                 stopping: anyio.Event | None = None) -> AsyncIterator[ServerSentEvent]:
     """The events of one open page: the names of what changed, with the proposal's id as data (a browser
     ignores an event without data). It ends after "closed", which the page answers by closing its stream."""
     sub = hub.subscribe(proposal_id, member_id) if is_open else None
+    watcher = asyncio.ensure_future(_end_when(stopping, sub)) if sub is not None and stopping else None
     try:
         # First block: an id, so a browser that reconnects sends Last-Event-ID and gets everything signalled
         # again (it may have missed something), and the delay before such a reconnect.
@@ -286,5 +300,12 @@ async def stream(hub: Hub, proposal_id: int, member_id: int, *, is_open: bool,
                 if kind == CLOSED:
                     return
     finally:
+        if watcher is not None:
+            watcher.cancel()
         if sub is not None:
             hub.unsubscribe(sub)
+
+
+async def _end_when(stopping: anyio.Event, sub: Subscription) -> None:
+    await stopping.wait()
+    sub.end()

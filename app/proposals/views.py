@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
-from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -107,9 +106,8 @@ async def events(request: Request) -> Response:
         p = await run_db(load)
     except NotFound:
         raise HTTPException(404) from None
-    updates = live.stream(request.app.state.live, p.id, me.id, is_open=p.state == State.OPEN,
-                          resumed=bool(request.headers.get("last-event-id")))
-    return EventSourceResponse(updates, ping=live.PING_S)
+    return live.response(request.app.state.live, p.id, me.id, is_open=p.state == State.OPEN,
+                         resumed=bool(request.headers.get("last-event-id")))
 
 
 async def history(request: Request) -> Response:
