@@ -120,6 +120,7 @@ class Hub:
         self.db = db
         self.coalesce_s = coalesce_s
         self._subs: dict[int, set[Subscription]] = {}
+        self._per_member: dict[int, int] = {}
         self._due: dict[int, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +155,7 @@ class Hub:
             for sub in subs:
                 sub.end()
         self._subs.clear()
+        self._per_member.clear()
         self._loop = None
 
     # --- streams --------------------------------------------------------------------------------------------
@@ -161,14 +163,23 @@ class Hub:
     def subscribe(self, proposal_id: int, member_id: int) -> Subscription:
         sub = Subscription(proposal_id, member_id)
         self._subs.setdefault(proposal_id, set()).add(sub)
+        self._per_member[member_id] = self._per_member.get(member_id, 0) + 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.proposal_id)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.proposal_id]
+            left = self._per_member.get(sub.member_id, 1) - 1
+            if left > 0:
+                self._per_member[sub.member_id] = left
+            else:
+                self._per_member.pop(sub.member_id, None)
+
+    def streams_of(self, member_id: int) -> int:
+        return self._per_member.get(member_id, 0)
 
     def subscribers(self, proposal_id: int | None = None) -> int:
         if proposal_id is not None:
@@ -264,6 +275,7 @@ class Hub:
                 delay = min(delay * 2, LISTEN_RETRY_MAX_S)
 
 
+MAX_STREAMS_PER_MEMBER = 20  # in one process: enough for a member's tabs, not enough to tie up a server
 SHUTDOWN_GRACE_S = 2.0  # once the server is stopping, how long a stream has to end by itself
 
 

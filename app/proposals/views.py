@@ -106,7 +106,10 @@ async def events(request: Request) -> Response:
         p = await run_db(load)
     except NotFound:
         raise HTTPException(404) from None
-    return live.response(request.app.state.live, p.id, me.id, is_open=p.state == State.OPEN,
+    hub = request.app.state.live
+    if hub.streams_of(me.id) >= live.MAX_STREAMS_PER_MEMBER:
+        raise HTTPException(429, "Too many pages are following proposals from your account: close some tabs.")
+    return live.response(hub, p.id, me.id, is_open=p.state == State.OPEN,
                          resumed=bool(request.headers.get("last-event-id")))
 
 

@@ -8,6 +8,7 @@ signal only to members who may see the tally now. What a page then fetches is ch
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -263,3 +264,26 @@ def test_the_page_loads_the_extension_only_while_voting_is_open(db, settings, li
     assert not soup.find(id="proposal-page").get("data-sse-connect")
     assert soup.find(id="comments-live") is None
     assert not any("htmx-ext-sse" in tag["src"] for tag in soup.find_all("script", src=True))
+
+
+def test_a_member_cannot_open_streams_without_end(db, settings, app, live_server, people, monkeypatch):
+    from app import live
+
+    monkeypatch.setattr(live, "MAX_STREAMS_PER_MEMBER", 2)
+    pid = proposal(db)
+    ann = people["ann"]
+    with EventStream(live_server, events_path(pid), session_token=ann.token) as first, \
+            EventStream(live_server, events_path(pid), session_token=ann.token) as second:
+        first.next_block()
+        second.next_block()
+        with EventStream(live_server, events_path(pid), session_token=ann.token) as third:
+            assert third.status == 429
+        with EventStream(live_server, events_path(pid), session_token=people["bob"].token) as other:
+            assert other.status == 200  # per member
+    # Closed streams free their places (once the server has seen them go).
+    deadline = time.monotonic() + 10
+    while app.state.live.streams_of(ann.id):
+        assert time.monotonic() < deadline, "closed streams still counted"
+        time.sleep(0.02)
+    with EventStream(live_server, events_path(pid), session_token=ann.token) as again:
+        assert again.status == 200
