@@ -44,6 +44,8 @@ PING_S = 15  # a comment line this often keeps proxies from closing a quiet stre
 # How long a browser waits before it reconnects a stream that ended (a restart): each stream draws its own, so
 # the pages of a restarted process do not all come back in the same second.
 RETRY_MS = (5_000, 15_000)
+MAX_STREAMS_PER_MEMBER = 20  # in one process: enough for a member's tabs, not enough to tie up a server
+SHUTDOWN_GRACE_S = 2.0  # once the server is stopping, how long a stream has to end by itself
 
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _PENDING = "plenary.live.pending"
@@ -273,10 +275,6 @@ class Hub:
                 log.warning("live updates: LISTEN connection lost (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, LISTEN_RETRY_MAX_S)
-
-
-MAX_STREAMS_PER_MEMBER = 20  # in one process: enough for a member's tabs, not enough to tie up a server
-SHUTDOWN_GRACE_S = 2.0  # once the server is stopping, how long a stream has to end by itself
 
 
 def response(hub: Hub, proposal_id: int, member_id: int, *, is_open: bool, resumed: bool) -> EventSourceResponse:

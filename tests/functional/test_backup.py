@@ -28,7 +28,7 @@ from app.main import create_app
 from app.members.auth import start_session
 from app.settings import ROOT, Settings
 from app.voting.models import Ballot, Participation
-from tests.conftest import PASSWORD, Client
+from tests.conftest import PASSWORD, PG_URL, Client
 from tests.factories import make_comment, make_member, make_proposal
 from tests.live import send
 
@@ -143,21 +143,19 @@ def check_restored(url: str, var_dir: Path, pid: int) -> None:
         db.dispose()
 
 
-@pytest.fixture
-def sqlite_only(database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's backup")
+# Tests of one backend's backup run on that backend only (PostgreSQL's when PLENARY_TEST_DATABASE_URL is set).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"] if PG_URL else [], indirect=True)
 
 
 @pytest.fixture
-def postgresql_only(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's backup")
+def pg_tools() -> None:
     if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
         pytest.fail("pg_dump and pg_restore are needed (Debian: postgresql-client)")
 
 
-def test_sqlite_backup_while_writing_and_restore(sqlite_only, db, settings, org, live_server, tmp_path):
+@SQLITE_ONLY
+def test_sqlite_backup_while_writing_and_restore(db, settings, org, live_server, tmp_path):
     output = tmp_path / "backups" / "site.db"
     pid = back_up_while_writing(live_server, db, settings, output)
     # Restore: with Plenary stopped, the file is copied into place.
@@ -182,7 +180,8 @@ def empty_pg_database(database_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def test_postgresql_backup_while_writing_and_restore(postgresql_only, db, settings, org, live_server, tmp_path,
+@POSTGRESQL_ONLY
+def test_postgresql_backup_while_writing_and_restore(pg_tools, db, settings, org, live_server, tmp_path,
                                                      empty_pg_database):
     output = tmp_path / "site.dump"
     pid = back_up_while_writing(live_server, db, settings, output)
@@ -208,7 +207,8 @@ def test_backup_refuses_to_overwrite_and_names_a_default_file(db, settings, org,
     assert str(made[0]) in done.stdout
 
 
-def test_backup_says_what_is_missing(postgresql_only, settings, tmp_path):
+@POSTGRESQL_ONLY
+def test_backup_says_what_is_missing(settings, tmp_path):
     done = plenary("backup", database_url=settings.database_url, var_dir=tmp_path,
                    extra_env={"PATH": str(tmp_path / "empty")})
     assert done.returncode == 1
