@@ -1,4 +1,4 @@
-"""The `plenary` command: serve, worker, inbound, migrate, setup-link, create-admin, import-members, demo,
+"""The `plenary` command: serve, worker, inbound, migrate, setup-link, create-admin, import-members, demo, backup,
 smtp-sink."""
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     db = Database(settings.database_url)
     try:
-        asyncio.run(run_forever(settings, db, name=args.name or f"worker-{secrets.token_hex(3)}"))
+        asyncio.run(run_forever(settings, db, name=args.name or f"worker-{secrets.token_hex(3)}",
+                                job_lease_s=args.job_lease))
     except KeyboardInterrupt:
         pass
     finally:
@@ -153,6 +154,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return fill_demo(settings)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from app.backup import BackupError, backup
+
+    try:
+        path = backup(_settings(), args.output or None)
+    except BackupError as exc:
+        print(f"plenary: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Backup written to {path} ({path.stat().st_size:,} bytes).")
+    return 0
+
+
 def cmd_smtp_sink(args: argparse.Namespace) -> int:
     from app.mail.sink import SmtpSink
 
@@ -203,6 +216,16 @@ async def _forever() -> None:
         await asyncio.sleep(3600)
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds < 86_400 * 7:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and less than a week, not {value!r}")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plenary", description="Plenary: ask all your members.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -216,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("worker", help="run background jobs and send mail (for more than one process)")
     s.add_argument("--name", default="")
+    s.add_argument("--job-lease", type=_positive_seconds, default=300.0, metavar="SECONDS",
+                   help="how long a job this worker claimed stays its own; if the worker dies, another one runs "
+                        "the job after this (default 300; longer than your slowest job)")
     s.set_defaults(fn=cmd_worker)
 
     s = sub.add_parser("inbound", help="receive members' email replies over SMTP and post them as comments")
@@ -241,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_import)
 
     sub.add_parser("demo", help="fill an empty database with a sample organization").set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("backup", help="copy the database to a file, safely while Plenary runs")
+    s.add_argument("--output", "-o", default="", metavar="FILE",
+                   help="where to write it (default: var/backups/plenary-<UTC time>.db, or .dump on PostgreSQL)")
+    s.set_defaults(fn=cmd_backup)
 
     s = sub.add_parser("smtp-sink", help="a local SMTP server that stores what it receives (development)")
     s.add_argument("--host", default="127.0.0.1")

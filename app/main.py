@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app import htmx
 from app.db import Database
+from app.live import Hub
 from app.middleware import PlenaryMiddleware
 from app.routes import routes
 from app.settings import Settings
@@ -36,12 +37,14 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     # Outside development a template is read once: checking its file's time on every render (and on every
     # {% include %}, 50 a page of comments) costs more than rendering it.
     templates.env.auto_reload = settings.env == "dev"
+    hub = Hub(database)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from app.members.services import load_org_state
 
         load_org_state(app)
+        await hub.start()
         worker_task = None
         if settings.run_worker:
             from app.jobs.worker import run_forever
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await hub.stop()
             if db is None:
                 database.dispose()
 
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     )
     app.state.settings = settings
     app.state.db = database
+    app.state.live = hub  # open pages' live updates (app/live.py)
     app.state.org_name = None
     app.state.org_tz = "UTC"
     return app

@@ -63,6 +63,7 @@ routes = [
     Route("/proposals/{proposal_id:int}", proposals.detail, methods=["GET"], name="proposals:detail"),
     Route("/proposals/{proposal_id:int}/history", proposals.history, methods=["GET"],
           name="proposals:history"),
+    Route("/proposals/{proposal_id:int}/events", proposals.events, methods=["GET"], name="proposals:events"),
     Route("/admin/proposals/new", proposals.new, methods=["GET", "POST"], name="proposals:new"),
     Route("/admin/proposals/{proposal_id:int}/edit", proposals.edit, methods=["GET", "POST"],
           name="proposals:edit"),
@@ -78,6 +79,7 @@ routes = [
     # comments
     Route("/proposals/{proposal_id:int}/comments", comments.comment_list, methods=["GET"], name="comments:list"),
     Route("/proposals/{proposal_id:int}/comments", comments.create, methods=["POST"], name="comments:create"),
+    Route("/proposals/{proposal_id:int}/comments/new", comments.news, methods=["GET"], name="comments:news"),
     Route("/proposals/{proposal_id:int}/arguments", comments.sides, methods=["GET"], name="comments:sides"),
     Route("/proposals/{proposal_id:int}/comments/close", comments.close, methods=["POST"], name="comments:close"),
     Route("/proposals/{proposal_id:int}/comments/reopen", comments.close, methods=["POST"],
@@ -122,6 +124,7 @@ routes = [
     Route("/admin/participation", actions.dashboard, name="actions:dashboard"),
     # voting
     Route("/proposals/{proposal_id:int}/vote", voting.cast, methods=["POST"], name="voting:cast"),
+    Route("/proposals/{proposal_id:int}/tally", voting.tally, name="voting:tally"),
     Route("/proposals/{proposal_id:int}/results", voting.results, name="voting:results"),
     Route("/proposals/{proposal_id:int}/results.json", voting.results_json, name="voting:results_json"),
     Route("/proposals/{proposal_id:int}/results.csv", voting.results_csv, name="voting:results_csv"),

@@ -139,6 +139,7 @@ class Section:
     paragraphs: list[Paragraph]
     feedback_status: str | None
     form: CommentForm | None
+    live_cursor: int = 0  # where the page's live update starts (`news`)
 
     @property
     def feedback_label(self) -> str:
@@ -306,6 +307,48 @@ def one(session: Session, acc: Access, comment_id: int, *, replies: bool = True)
     return view
 
 
+# --- live updates ---------------------------------------------------------------------------------------------
+
+# Comments ids are handed out before their transactions commit, so a comment can become visible after one with
+# a higher id. A page's cursor therefore only moves past comments older than this (far longer than any comment's
+# transaction): younger ones are sent again, and the page drops those it already has (static/live.js).
+SETTLE = dt.timedelta(seconds=10)
+
+
+@dataclass
+class News:
+    """Comments a page of the proposal has not been sent yet, by where the page shows them."""
+
+    top: list[CommentView]  # the proposal's own comments, newest first
+    pinned: list[CommentView]  # official responses to the proposal, newest first
+    replies: list[CommentView]  # oldest first
+    cursor: int  # the `after` of the next request
+    total: int
+
+
+def settled_cursor(session: Session, now: dt.datetime) -> int:
+    """The id of the newest comment (of any proposal) written more than SETTLE ago: every comment at or below it
+    has committed."""
+    return session.scalar(select(Comment.id).where(Comment.created_at < now - SETTLE)
+                          .order_by(Comment.id.desc()).limit(1)) or 0
+
+
+def news(session: Session, acc: Access, p: Proposal, after: int, now: dt.datetime) -> News:
+    """The proposal's comments with an id above `after` (at most a page of them, the newest), as this reader may
+    see them, for a page's live update. Comments on one paragraph are not on the proposal's page: left out."""
+    rows = session.execute(_BASE.where(Comment.proposal_id == p.id, Comment.id > after)
+                           .order_by(Comment.id.desc()).limit(PAGE_SIZE)).all()
+    views = [_view(c, name, acc) for c, name in rows]
+    _annotate(session, acc, views, [c.id for c, _ in rows if c.edited_at is not None])
+    top = [v for v, (c, _) in zip(views, rows, strict=True)
+           if c.kind == CommentKind.COMMENT and not c.paragraph]
+    pinned = [v for v, (c, _) in zip(views, rows, strict=True)
+              if c.kind == CommentKind.RESPONSE and not c.paragraph]
+    replies = [v for v in reversed(views) if v.parent_id is not None]
+    return News(top=top, pinned=pinned, replies=replies, cursor=max(after, settled_cursor(session, now)),
+                total=counts(session, p)[0])
+
+
 def counts(session: Session, p: Proposal) -> tuple[int, dict[str, int], dict[int, int]]:
     """Comments with visible text: in all, top-level ones by stance, and per paragraph, from the handful of
     `comment_counts` rows the services keep (not by counting the comments)."""
@@ -331,6 +374,7 @@ def section(session: Session, acc: Access, p: Proposal) -> Section:
         paragraphs=[Paragraph(number=i, text=t, count=per_paragraph.get(i, 0)) for i, t in enumerate(texts, 1)],
         feedback_status=next((v.response_status for v in top if v.response_status), None),
         form=new_form(acc, p),
+        live_cursor=settled_cursor(session, acc.now) if p.state == State.OPEN else 0,
     )
 
 

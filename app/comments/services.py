@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app import live
 from app.comments import mentions
 from app.comments.models import (
     Comment,
@@ -260,6 +261,7 @@ def post_comment(session: Session, me: CurrentMember, proposal_id: int, *, body:
         audit(session, "comment.respond", actor_id=me.id, object_type="comment", object_id=c.id,
               summary=f"Official response ({STATUSES[ResponseStatus(response_status)]}) on {p.title}")
     notify.on_posted(session, settings, p, c, answered=answered, mentioned=mentioned, now=now)
+    live.announce(session, live.COMMENT, p.id)  # open pages fetch it once this commits
     return c
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app import htmx, security, web
 from app.comments import forms, moderation, queries, services
@@ -108,6 +108,23 @@ async def comment_list(request: Request) -> Response:
 
     ctx = await _read(request, load)
     return page_or_fragment(request, "comments/list.html", "comments/_list.html", ctx)
+
+
+async def news(request: Request) -> Response:
+    """For a proposal's open page, after its event stream said "comment": the comments it has not been sent yet,
+    each put into its place out of band, and the element that asks again. Without htmx: the page itself."""
+    me = web.require_member(request)
+    pid = _path_id(request, "proposal_id")
+    if not htmx.is_partial(request):
+        return RedirectResponse(_url(request, "proposals:detail", proposal_id=pid) + "#comments", status_code=303)
+    after = _int(request.query_params.get("after")) or 0
+
+    def load(s: Session) -> dict[str, Any]:
+        p = services.proposal_for(s, me, pid)
+        acc = services.access(s, me, p)
+        return {"p": p, "news": queries.news(s, acc, p, after, acc.now)}
+
+    return render(request, "comments/_news.html", await _read(request, load))
 
 
 async def sides(request: Request) -> Response:

@@ -41,6 +41,7 @@ log = logging.getLogger("plenary.worker")
 HANDLER_MODULES: tuple[str, ...] = ()
 
 MAINTENANCE_EVERY_S = 600.0
+JOB_LEASE_S = 300.0  # how long a claimed job is this worker's; after that another worker may run it
 MAX_MAIL_BATCHES_PER_TICK = 20
 TOKEN_KEEP = dt.timedelta(days=1)
 
@@ -77,12 +78,13 @@ class Worker:
     """A worker's state between ticks: its name, its mail sender (reusing connections), the last tidy-up."""
 
     def __init__(self, settings: Settings, db: Database, *, name: str, sender: OutboxSender | None = None,
-                 maintenance_every_s: float = MAINTENANCE_EVERY_S) -> None:
+                 maintenance_every_s: float = MAINTENANCE_EVERY_S, job_lease_s: float = JOB_LEASE_S) -> None:
         load_handlers()
         self.settings = settings
         self.db = db
         self.name = worker_id(name)
         self.maintenance_every_s = maintenance_every_s
+        self.job_lease_s = job_lease_s
         self.sender = sender
         if self.sender is None and settings.smtp_url:
             try:
@@ -100,7 +102,7 @@ class Worker:
                 done += n
                 if n < self.sender.batch:
                     break
-        done += await run_db(jobs.run_due, self.db, self.name)
+        done += await run_db(jobs.run_due, self.db, self.name, lease_s=self.job_lease_s)
         done += await run_db(run_due_transitions, self.db, self.settings)
         done += await run_db(run_due_shift_reminders, self.db, self.settings)
         done += await run_db(run_due_reminders, self.db, self.settings)
@@ -118,9 +120,10 @@ class Worker:
             await self.sender.aclose()
 
 
-async def run_forever(settings: Settings, db: Database, *, name: str, poll_s: float = 1.0) -> None:
+async def run_forever(settings: Settings, db: Database, *, name: str, poll_s: float = 1.0,
+                      job_lease_s: float = JOB_LEASE_S) -> None:
     """Tick until cancelled: at once again after a busy tick, after `poll_s` seconds after an idle one."""
-    worker = Worker(settings, db, name=name)
+    worker = Worker(settings, db, name=name, job_lease_s=job_lease_s)
     log.info("worker %s started (%s)", worker.name,
              "sending mail" if worker.sender else "no SMTP server configured: mail stays in the outbox")
     try:

@@ -15,17 +15,17 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app import web
+from app import live, web
 from app.actions.views import proposal_steps as action_steps
 from app.actions.views import record_proposal_view
 from app.comments.queries import section_for as comment_section
 from app.db import run_db, utcnow
-from app.middleware import CurrentMember
+from app.middleware import CurrentMember, current_member
 from app.proposals import queries, services
 from app.proposals.diff import word_diff
 from app.proposals.display import display_context
 from app.proposals.forms import ParsedForm, blank_values, parse_proposal_form, values_from_proposal
-from app.proposals.models import Kind, State
+from app.proposals.models import Kind, Proposal, State
 from app.proposals.queries import NotFound
 from app.proposals.services import ProposalError
 from app.templating import page_or_fragment, plural, render, see_other
@@ -90,6 +90,29 @@ async def detail(request: Request, *, errors: dict[str, str] | None = None,
                            values=values or {}, comments=comments, steps=steps), status_code=status)
     pop_receipt(request, response)
     return response
+
+
+async def events(request: Request) -> Response:
+    """The page's live updates (Server-Sent Events): bare signals that tell an open page which of its parts to
+    fetch again. Authorized like the page; a browser that is refused (403, 404) does not retry at once."""
+    me = current_member(request)
+    if me is None:
+        raise HTTPException(403, "Sign in to follow this proposal.")
+    proposal_id = _pid(request)
+
+    def load() -> Proposal:
+        with web.db(request).read() as s:
+            return queries.get_visible(s, me, proposal_id)
+
+    try:
+        p = await run_db(load)
+    except NotFound:
+        raise HTTPException(404) from None
+    hub = request.app.state.live
+    if hub.streams_of(me.id) >= live.MAX_STREAMS_PER_MEMBER:
+        raise HTTPException(429, "Too many pages are following proposals from your account: close some tabs.")
+    return live.response(hub, p.id, me.id, is_open=p.state == State.OPEN,
+                         resumed=bool(request.headers.get("last-event-id")))
 
 
 async def history(request: Request) -> Response:

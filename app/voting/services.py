@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app import live
 from app.db import utcnow
 from app.members.guard import audit
 from app.members.models import GroupMembership, Member, Status
@@ -181,6 +182,7 @@ def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, membe
     session.execute(stmt.on_conflict_do_update(
         index_elements=["proposal_id", "voter_ref"],
         set_={"choice": stmt.excluded.choice, "receipt_hash": stmt.excluded.receipt_hash}))
+    live.announce(session, live.TALLY, p.id)  # open pages refresh their tally once this commits
     return CastResult(receipt=receipt, changed=not new)
 
 
@@ -233,6 +235,50 @@ def tally_visible(p: Proposal, voted: bool, is_admin: bool = False) -> bool:
     return p.visibility == Visibility.LIVE or (p.visibility == Visibility.AFTER_VOTE and voted)
 
 
+def tally_viewers(session: Session, proposal_id: int, member_ids: set[int]) -> set[int]:
+    """Which of these members may see the proposal's tally now: `tally_visible` for each, asking the database
+    who voted only when the answer depends on it (results shown "after you vote")."""
+    p = session.get(Proposal, proposal_id)
+    if p is None or not member_ids:
+        return set()
+    if tally_visible(p, voted=False):
+        return set(member_ids)
+    if not tally_visible(p, voted=True):
+        return set()
+    voted = set(session.scalars(select(Participation.member_id).where(
+        Participation.proposal_id == p.id, Participation.member_id.in_(sorted(member_ids)))))
+    return {m for m in member_ids if tally_visible(p, m in voted)}
+
+
+@dataclass
+class TallyView:
+    """The turnout and, where the member may see it, the tally: the part of the vote panel that updates live."""
+
+    proposal: Proposal
+    show_tally: bool
+    tally: dict[str, Any] | None
+    turnout: int
+
+
+def tally_view(session: Session, p: Proposal, member_id: int, *, voted: bool | None = None,
+               options: list[Option] | None = None) -> TallyView:
+    if voted is None:
+        voted = p.id in voted_proposal_ids(session, member_id, [p.id])
+    show = tally_visible(p, voted)
+    tally_data = None
+    if show:
+        if p.state == State.CLOSED:
+            tally_data = p.result
+        else:
+            if options is None:
+                options = list(session.scalars(select(Option).where(Option.proposal_id == p.id)
+                                               .order_by(Option.position)))
+            tally_data = live_result(session, p, options)
+    turnout = session.scalar(select(func.count()).select_from(Participation).where(
+        Participation.proposal_id == p.id)) or 0
+    return TallyView(proposal=p, show_tally=show, tally=tally_data, turnout=turnout)
+
+
 # Identical choices are grouped by the database, so a live tally reads one row per distinct choice, not one per
 # ballot. The JSON is grouped as text: PostgreSQL's json type has no equality, and equal choices are stored as
 # equal text (a score ballot's keys in another order only makes a second group, counted the same).
@@ -261,15 +307,11 @@ def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetim
         reason = "Voting has closed." if p.state in (State.OPEN, State.CLOSED) else "Voting has not opened yet."
     elif not eligible:
         reason = "This proposal was put to other members, so you cannot vote on it."
-    show = tally_visible(p, voted)
-    tally_data = None
-    if show:
-        tally_data = p.result if p.state == State.CLOSED else live_result(session, p, options)
-    turnout = session.scalar(select(func.count()).select_from(Participation).where(
-        Participation.proposal_id == p.id)) or 0
+    view = tally_view(session, p, member_id, voted=voted, options=options)
     return VotePanel(proposal=p, options=options, eligible=eligible, voted=voted, choice=choice,
                      choice_text=ballot_rules.describe(choice, labels, p.method) if choice is not None else "",
-                     can_vote=not reason, reason=reason, show_tally=show, tally=tally_data, turnout=turnout)
+                     can_vote=not reason, reason=reason, show_tally=view.show_tally, tally=view.tally,
+                     turnout=view.turnout)
 
 
 # --- closing ---------------------------------------------------------------------------------------------------
@@ -318,6 +360,7 @@ def close_proposal(session: Session, settings: Settings, proposal_id: int, *, ac
           object_type="proposal", object_id=p.id, summary=f"{p.title}: {result['verdict']}",
           reason=reason[:500])
     enqueue_results(session, settings, p, org_name=org_name)
+    live.announce(session, live.CLOSED, p.id)
 
 
 def _voters_groups(session: Session, proposal_id: int, key: bytes | None) -> dict[bytes, tuple[int, ...]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app import htmx, web
 from app.db import run_db
@@ -75,6 +75,23 @@ async def cast(request: Request) -> Response:
     response.set_cookie(RECEIPT_COOKIE, receipt or "", max_age=120, httponly=True, samesite="lax",
                         secure=web.settings(request).secure_cookies, path=f"/proposals/{proposal_id}")
     return response
+
+
+async def tally(request: Request) -> Response:
+    """The turnout and tally part of the vote panel, for an open page whose event stream said "tally". What it
+    shows is decided here as on the page (`tally_visible`), whoever asks. Without htmx: the page itself."""
+    me = web.require_member(request)
+    proposal_id = request.path_params["proposal_id"]
+    if not htmx.is_partial(request):
+        url = request.url_for("proposals:detail", proposal_id=proposal_id).path + "#vote-panel"
+        return RedirectResponse(url, status_code=303)
+
+    def load() -> services.TallyView:
+        with web.db(request).read() as s:
+            p = _visible(s, request, proposal_id)
+            return services.tally_view(s, p, me.id)
+
+    return render(request, "voting/_tally.html", {"panel": await run_db(load)})
 
 
 def pop_receipt(request: Request, response: Response) -> None:

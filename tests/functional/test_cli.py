@@ -104,3 +104,14 @@ def test_inbound_serves_smtp_until_stopped(env, tmp_path):
             proc.kill()
             out, _ = proc.communicate()
     assert f"Inbound SMTP on 127.0.0.1:{port}" in out
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "999999999"])
+def test_worker_refuses_a_lease_that_is_no_duration(value, capsys):
+    from app.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["worker", "--job-lease", value])
+    assert exc.value.code == 2
+    assert "--job-lease" in capsys.readouterr().err
+    assert build_parser().parse_args(["worker", "--job-lease", "45"]).job_lease == 45.0

@@ -13,7 +13,8 @@ from tests.factories import make_member, make_proposal
 from tests.unit.test_markdown import PAYLOADS, assert_harmless, scheme_ok
 
 HX = {"HX-Request": "true"}
-OWN_SCRIPTS = {"/static/vendor/htmx-2.0.11.min.js", "/static/comments.js"}
+OWN_SCRIPTS = {"/static/vendor/htmx-2.0.11.min.js", "/static/comments.js", "/static/vendor/htmx-ext-sse-2.2.4.min.js",
+               "/static/live.js"}
 SWAP_ATTRS = ("data-hx-", "hx-")
 
 

@@ -19,10 +19,24 @@ def test_vendored_checksums(folder):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
 
 
-def test_base_template_references_existing_static_files():
-    base = (ROOT / "templates" / "base.html").read_text()
-    for path in re.findall(r"url_for\('static', path='([^']+)'\)", base):
-        assert (ROOT / "static" / path).is_file(), path
+def test_templates_reference_existing_static_files():
+    found = set()
+    for template in (ROOT / "templates").rglob("*.html"):
+        for path in re.findall(r"url_for\('static', path='([^']+)'\)", template.read_text()):
+            assert (ROOT / "static" / path).is_file(), (template.name, path)
+            found.add(path)
+    assert {"vendor/htmx-2.0.11.min.js", "vendor/htmx-ext-sse-2.2.4.min.js", "live.js"} <= found
+
+
+def test_every_vendored_file_is_listed_in_the_readme():
+    folder = ROOT / "static" / "vendor"
+    readme = (folder / "README.md").read_text()
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            name = line.split()[1]
+            assert f"`{name}`" in readme, name
+            version = re.search(r"-(\d+\.\d+\.\d+)\.min\.", name)
+            assert version and version.group(1) in readme, name
 
 
 def test_templates_never_mark_unsanitized_values_safe():
