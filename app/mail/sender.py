@@ -204,7 +204,9 @@ class _BracketedHeader(UnstructuredHeader):
         return f"{self.name}: " + value.replace(", ", "," + policy.linesep + " ") + policy.linesep
 
 
-_BRACKETED = ("list-unsubscribe", "list-id", "in-reply-to", "references")
+# Message-ID too: one id in brackets, longer than the 78-character fold point for some kinds, and kept on its
+# line so every reader (and every dedupe by Message-ID) sees exactly the stored value.
+_BRACKETED = ("list-unsubscribe", "list-id", "in-reply-to", "references", "message-id")
 
 
 class _CachingHeaderRegistry(HeaderRegistry):

@@ -47,7 +47,7 @@ class SinkMessage:
 
     @property
     def message_id(self) -> str:
-        return str(self.message.get("Message-ID", ""))
+        return str(self.message.get("Message-ID", "")).strip()
 
 
 class _Controller(Controller):
