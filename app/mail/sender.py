@@ -13,7 +13,8 @@ I/O:
 
 Outcomes: 2xx -> `sent` (and the member's bounces in a row start again from 0); 4xx, connection errors and
 timeouts -> `pending` again after an exponential backoff (30 s, 1 min, 2 min, ... capped at 1 hour, each
-jittered down to half), until 48 hours after the message was queued, then `failed` with the last answer; a
+wait a random time between half and all of that), until 48 hours after the message was queued, then `failed`
+with the last answer; a
 5xx to the recipient or the data -> `failed` at once and counted as a hard bounce; a row that cannot be built
 into a message (e.g. a header with a line break) -> `failed` alone.
 
