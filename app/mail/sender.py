@@ -392,7 +392,8 @@ _EXPIRE = (
 _SKIP = (
     update(_t)
     .where(_c.id == bindparam("b_id"), _c.status == OutboxStatus.SENDING)
-    .values(status=OutboxStatus.CANCELLED, locked_until=None, last_error=bindparam("b_error"))
+    .values(status=OutboxStatus.CANCELLED, locked_until=None, last_error=bindparam("b_error"),
+            attempts=_c.attempts - 1)  # claimed, never tried
 )
 
 _RECORD_SENT = (
