@@ -14,9 +14,8 @@ I/O:
 Outcomes: 2xx -> `sent` (and the member's bounces in a row start again from 0); 4xx, connection errors and
 timeouts -> `pending` again after an exponential backoff (30 s, 1 min, 2 min, ... capped at 1 hour, each
 wait a random time between half and all of that), until 48 hours after the message was queued, then `failed`
-with the last answer; a
-5xx to the recipient or the data -> `failed` at once and counted as a hard bounce; a row that cannot be built
-into a message (e.g. a header with a line break) -> `failed` alone.
+with the last answer; a 5xx to the recipient or the data -> `failed` at once and counted as a hard bounce; a
+row that cannot be built into a message (e.g. a header with a line break) -> `failed` alone.
 
 Delivery is at least once, with at most one duplicate per connection and crash: if the process dies between
 a server's 250 and the record of it, that one message (the only one in flight on its connection) is sent
@@ -430,7 +429,10 @@ def claim_batch(db: Database, *, batch: int, lease_s: float,
     addresses flagged as bouncing. Returns (rows to send, rows expired or cancelled)."""
     now = utcnow()
     with db.begin() as s:
-        expired = s.execute(_EXPIRE, {"now": now, "cutoff": now - max_age, "gave_up": gave_up(max_age)}).rowcount or 0
+        expired = s.execute(_EXPIRE, {"now": now, "cutoff": now - max_age,
+                                      "gave_up": gave_up(max_age)}).rowcount or 0
+        if expired:
+            log.warning("%d queued message(s) failed: not sent within %s of queueing", expired, max_age)
         due = select(_c.id).where(_due(now)).order_by(_c.next_attempt_at, _c.id).limit(batch)
         if db.dialect == "postgresql":
             # Rows another sender is claiming right now are skipped, not waited for.
@@ -471,10 +473,6 @@ class _Outcomes:
         for name in ("sent", "retry", "failed", "release", "delivered", "bounced"):
             getattr(self, name).extend(getattr(other, name))
 
-    def clear(self) -> None:
-        for name in ("sent", "retry", "failed", "release", "delivered", "bounced"):
-            getattr(self, name).clear()
-
 
 def record_outcomes(db: Database, outcomes: _Outcomes) -> None:
     if not len(outcomes):
@@ -490,8 +488,8 @@ def record_outcomes(db: Database, outcomes: _Outcomes) -> None:
 
 
 def retry_delay(attempts: int, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with equal jitter: uniform in [c/2, c], c = min(cap, base * 2^(attempts-1)), so each
-    wait is at least half the last one's ceiling doubled, and senders that failed together spread out."""
+    """Exponential backoff with equal jitter: uniform in [c/2, c] for c = min(cap, base * 2^(attempts-1)). The
+    waits really grow (each is at least half its ceiling), and messages that failed together spread out."""
     ceiling = min(cap_s, base_s * 2.0 ** min(max(attempts - 1, 0), 60))
     return random.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
 
@@ -568,8 +566,6 @@ class OutboxSender:
         """Claim one batch of due messages, send them, record the outcomes. Returns how many were handled."""
         rows, expired = await run_db(claim_batch, self.db, batch=self.batch, lease_s=self.lease_s,
                                      max_age=self.max_age)
-        if expired:
-            log.info("%d queued message(s) expired or were not sent to a bouncing address", expired)
         if not rows:
             return expired
         unrecorded = _Outcomes()  # outcomes not yet in the database (each send's is recorded at once)
