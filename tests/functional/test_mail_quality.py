@@ -126,7 +126,10 @@ def everything_plenary_sends(db: Database, settings: Settings) -> None:
 @pytest.fixture
 def received(settings: Settings, db: Database, org: None, smtp_sink: SmtpSink) -> dict[str, SinkMessage]:
     """The first message of each kind, as the SMTP server received it."""
-    sending = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
+    # A production-like base URL: its host names the Message-IDs, List-Id and links. (With a bare "testserver",
+    # SpamAssassin's __MSGID_NOFQDN2 fires, and one more rule with it reached 2.0.)
+    sending = dataclasses.replace(settings, base_url="https://vote.riverside-tenants.example.org",
+                                  smtp_url=f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
                                   mail_from=f"{ORG} <votes@riverside-tenants.example.org>")
     everything_plenary_sends(db, sending)
     with db.begin() as s:  # an outcome update and a reminder are due now, whatever the scenario's clock said
