@@ -51,6 +51,8 @@ routes = [
           name="admin:member_status"),
     Route("/admin/members/{member_id:int}/groups", admin.admin_member_groups, methods=["POST"],
           name="admin:member_groups"),
+    Route("/admin/members/{member_id:int}/bounces", admin.admin_member_bounces, methods=["POST"],
+          name="admin:member_bounces"),
     Route("/admin/members/{member_id:int}/reinvite", admin.admin_member_reinvite, methods=["POST"],
           name="admin:member_reinvite"),
     Route("/admin/groups", admin.admin_groups, methods=["GET", "POST"], name="admin:groups"),
@@ -135,6 +137,8 @@ routes = [
     Route("/vote/{token}", voting_links.vote_link, methods=["GET", "POST"], name="voting:link"),
     Route("/admin/outbox", mail.outbox, methods=["GET"], name="admin:outbox"),
     Route("/admin/outbox/{message_id:int}", mail.outbox_message, methods=["GET"], name="admin:outbox_message"),
+    Route("/admin/outbox/{message_id:int}/retry", mail.outbox_retry, methods=["POST"], name="admin:outbox_retry"),
+    Route("/admin/outbox/{message_id:int}/cancel", mail.outbox_cancel, methods=["POST"], name="admin:outbox_cancel"),
     Route("/admin/mail", mail.admin_mail, methods=["GET", "POST"], name="admin:mail"),
     # mail: the one-click unsubscribe and the inbound webhook (CSRF-exempt: see CSRF_EXEMPT in main.py)
     Route("/unsubscribe/{token}", mail.unsubscribe, methods=["GET", "POST"], name="mail:unsubscribe"),

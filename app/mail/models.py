@@ -17,12 +17,13 @@ class OutboxStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by an admin, or because the address is bouncing: never sent
 
 
 class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')", name="status"),
+        CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed', 'cancelled')", name="status"),
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
@@ -46,6 +47,8 @@ class OutboxMessage(Base):
     locked_until: Mapped[dt.datetime | None]
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    # When an admin put a failed message back in the queue: its 48 hours of retries count from then.
+    requeued_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
 
 

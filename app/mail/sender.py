@@ -1,17 +1,26 @@
 """The sender: drains the outbox through aiosmtplib, under a lease, so any number of senders can run.
 
-One pass (`OutboxSender.drain_once`) is three steps, and no database transaction is open across SMTP I/O:
+One pass (`OutboxSender.drain_once`) claims a batch and sends it; no database transaction is open across SMTP
+I/O:
 
 1. claim: one short write transaction marks up to `batch` due rows `sending` with a lease and counts the
-   attempt (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the `BEGIN IMMEDIATE` lock serializes claims);
-2. send: over reused SMTP connections (reconnected after a failure), outside any transaction;
-3. record: another short write transaction stores each outcome.
+   attempt (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the `BEGIN IMMEDIATE` lock serializes claims).
+   In the same transaction, claimed mail to an address flagged as bouncing (other than account mail) is
+   marked `cancelled` instead (see app/mail/bounces.py);
+2. send each message over a reused SMTP connection (reconnected after a failure), outside any transaction,
+   and record its outcome in a short write transaction of its own as soon as the server has answered, before
+   the next message goes out on that connection. A batch is never recorded as a whole at its end.
 
-Outcomes: 2xx -> `sent`; 4xx, connection errors and timeouts -> `pending` again after an exponential
-backoff with full jitter, `failed` once `max_attempts` is reached; a 5xx to the recipient or the data ->
-`failed` at once; a row that cannot be built into a message (e.g. a header with a line break) -> `failed`
-alone. Delivery is at least once: if the process dies between the server's 250 and step 3, the lease runs
-out and the row is sent again with the same Message-ID, so a duplicate can be recognised downstream.
+Outcomes: 2xx -> `sent` (and the member's bounces in a row start again from 0); 4xx, connection errors and
+timeouts -> `pending` again after an exponential backoff (30 s, 1 min, 2 min, ... capped at 1 hour, each
+wait a random time between half and all of that), until 48 hours after the message was queued, then `failed`
+with the last answer; a 5xx to the recipient or the data -> `failed` at once and counted as a hard bounce; a
+row that cannot be built into a message (e.g. a header with a line break) -> `failed` alone.
+
+Delivery is at least once, with at most one duplicate per connection and crash: if the process dies between
+a server's 250 and the record of it, that one message (the only one in flight on its connection) is sent
+again when its lease runs out, with the same Message-ID, so a receiving system that drops a Message-ID it
+has seen shows it once. Every message recorded before the crash stays recorded. See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import datetime as dt
 import functools
 import ipaddress
 import logging
+import random
 import re
 import secrets
 from collections.abc import Sequence
@@ -36,18 +46,23 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from app.db import Database, run_db, utcnow
-from app.jobs.services import backoff_delay
+from app.mail import bounces
 from app.mail.models import OutboxMessage, OutboxStatus
 from app.settings import Settings
 
 log = logging.getLogger("plenary.mail")
 
+MAX_AGE = dt.timedelta(days=2)  # retries stop this long after a message was queued (or put back by an admin)
 EXPIRED_ERROR = "expired before it could be sent"
-MAX_AGE = dt.timedelta(days=2)
+
+
+def gave_up(max_age: dt.timedelta = MAX_AGE) -> str:
+    """What a message that could not be sent in time says, before the server's last answer."""
+    return f"gave up after {max_age.total_seconds() / 3600:g} hours of retries; last answer: "
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -189,7 +204,9 @@ class _BracketedHeader(UnstructuredHeader):
         return f"{self.name}: " + value.replace(", ", "," + policy.linesep + " ") + policy.linesep
 
 
-_BRACKETED = ("list-unsubscribe", "list-id", "in-reply-to", "references")
+# Message-ID too: one id in brackets, longer than the 78-character fold point for some kinds, and kept on its
+# line so every reader (and every dedupe by Message-ID) sees exactly the stored value.
+_BRACKETED = ("list-unsubscribe", "list-id", "in-reply-to", "references", "message-id")
 
 
 class _CachingHeaderRegistry(HeaderRegistry):
@@ -351,8 +368,10 @@ _t = OutboxMessage.__table__
 _c = _t.c
 _DT = _c.next_attempt_at.type
 
-_CLAIMED_COLUMNS = (_c.id, _c.kind, _c.to_addr, _c.to_name, _c.subject, _c.text_body, _c.html_body,
-                    _c.headers, _c.attachments, _c.message_id, _c.attempts)
+_CLAIMED_COLUMNS = (_c.id, _c.kind, _c.member_id, _c.to_addr, _c.to_name, _c.subject, _c.text_body,
+                    _c.html_body, _c.headers, _c.attachments, _c.message_id, _c.attempts, _c.created_at,
+                    _c.requeued_at)
+_queued_at = func.coalesce(_c.requeued_at, _c.created_at)
 
 
 def _due(now: Any) -> Any:
@@ -364,8 +383,16 @@ def _due(now: Any) -> Any:
 
 _EXPIRE = (
     update(_t)
-    .where(_due(bindparam("now", type_=_DT)), _c.created_at < bindparam("cutoff", type_=_DT))
-    .values(status=OutboxStatus.FAILED, locked_until=None, last_error=EXPIRED_ERROR)
+    .where(_due(bindparam("now", type_=_DT)), _queued_at < bindparam("cutoff", type_=_DT))
+    .values(status=OutboxStatus.FAILED, locked_until=None,
+            last_error=case((_c.last_error == "", EXPIRED_ERROR),
+                            else_=bindparam("gave_up", type_=_c.last_error.type) + _c.last_error))
+)
+_SKIP = (
+    update(_t)
+    .where(_c.id == bindparam("b_id"), _c.status == OutboxStatus.SENDING)
+    .values(status=OutboxStatus.CANCELLED, locked_until=None, last_error=bindparam("b_error"),
+            attempts=_c.attempts - 1)  # claimed, never tried
 )
 
 _RECORD_SENT = (
@@ -398,10 +425,14 @@ _RELEASE = (
 
 def claim_batch(db: Database, *, batch: int, lease_s: float,
                 max_age: dt.timedelta = MAX_AGE) -> tuple[list[Row], int]:
-    """Claim up to `batch` due rows for sending and fail due rows too old to send. Returns (rows, expired)."""
+    """Claim up to `batch` due rows for sending, fail due rows too old to send, and cancel claimed mail to
+    addresses flagged as bouncing. Returns (rows to send, rows expired or cancelled)."""
     now = utcnow()
     with db.begin() as s:
-        expired = s.execute(_EXPIRE, {"now": now, "cutoff": now - max_age}).rowcount or 0
+        expired = s.execute(_EXPIRE, {"now": now, "cutoff": now - max_age,
+                                      "gave_up": gave_up(max_age)}).rowcount or 0
+        if expired:
+            log.warning("%d queued message(s) failed: not sent within %s of queueing", expired, max_age)
         due = select(_c.id).where(_due(now)).order_by(_c.next_attempt_at, _c.id).limit(batch)
         if db.dialect == "postgresql":
             # Rows another sender is claiming right now are skipped, not waited for.
@@ -414,7 +445,12 @@ def claim_batch(db: Database, *, batch: int, lease_s: float,
             .returning(*_CLAIMED_COLUMNS)
         )
         rows = sorted(s.execute(stmt).all(), key=lambda r: r.id)
-    return rows, expired
+        skipped = bounces.bouncing(s, rows)
+        if skipped:
+            s.connection().execute(_SKIP, [{"b_id": i, "b_error": why} for i, why in skipped.items()])
+            log.info("%d message(s) not sent: their addresses are flagged as bouncing", len(skipped))
+            rows = [r for r in rows if r.id not in skipped]
+    return rows, expired + len(skipped)
 
 
 @dataclass
@@ -423,9 +459,19 @@ class _Outcomes:
     retry: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     release: list[dict[str, Any]] = field(default_factory=list)
+    # What the members' bounce counts learn from the same outcomes (app/mail/bounces.py).
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+    bounced: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.sent) + len(self.retry) + len(self.failed) + len(self.release)
+
+    def ids(self) -> set[int]:
+        return {p["b_id"] for group in (self.sent, self.retry, self.failed, self.release) for p in group}
+
+    def extend(self, other: _Outcomes) -> None:
+        for name in ("sent", "retry", "failed", "release", "delivered", "bounced"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 def record_outcomes(db: Database, outcomes: _Outcomes) -> None:
@@ -437,6 +483,15 @@ def record_outcomes(db: Database, outcomes: _Outcomes) -> None:
                              (_RECORD_FAILED, outcomes.failed), (_RELEASE, outcomes.release)):
             if params:
                 conn.execute(stmt, params)
+        bounces.record_deliveries(conn, outcomes.delivered)
+        bounces.record_bounces(conn, outcomes.bounced)
+
+
+def retry_delay(attempts: int, base_s: float, cap_s: float) -> float:
+    """Exponential backoff with equal jitter: uniform in [c/2, c] for c = min(cap, base * 2^(attempts-1)). The
+    waits really grow (each is at least half its ceiling), and messages that failed together spread out."""
+    ceiling = min(cap_s, base_s * 2.0 ** min(max(attempts - 1, 0), 60))
+    return random.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
 
 
 # --- the SMTP side ------------------------------------------------------------------------------------------
@@ -447,6 +502,10 @@ class _Transient(Exception):
 
 class _Permanent(Exception):
     """Will never succeed (5xx for this recipient or message, a message that cannot be built)."""
+
+
+class _Bounce(_Permanent):
+    """A 5xx answer to RCPT or DATA: a hard bounce, counted against the address."""
 
 
 class _NoConnection(_Transient):
@@ -468,6 +527,7 @@ class OutboxSender:
     """Drains the outbox; keep one per process (or per worker task) so SMTP connections are reused.
 
     `backoff_base_s`/`backoff_cap_s` are parameters so tests can compress time (production: 30 s and 1 h).
+    Retries stop `max_age` after a message was queued; `max_attempts` (none by default) can stop them sooner.
     `connections` bounds how many SMTP connections (and messages in flight) one sender uses.
     """
 
@@ -481,7 +541,7 @@ class OutboxSender:
         lease_s: float = 300.0,
         backoff_base_s: float = 30.0,
         backoff_cap_s: float = 3600.0,
-        max_attempts: int = 8,
+        max_attempts: int | None = None,
         max_age: dt.timedelta = MAX_AGE,
         connections: int = 1,
     ) -> None:
@@ -496,7 +556,7 @@ class OutboxSender:
         self.lease_s = lease_s
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
-        self.max_attempts = max(1, max_attempts)
+        self.max_attempts = max(1, max_attempts) if max_attempts is not None else None
         self.max_age = max_age
         self.builder = MessageBuilder(settings.mail_from)
         self._helo = _helo_name(settings.base_url)
@@ -506,70 +566,94 @@ class OutboxSender:
         """Claim one batch of due messages, send them, record the outcomes. Returns how many were handled."""
         rows, expired = await run_db(claim_batch, self.db, batch=self.batch, lease_s=self.lease_s,
                                      max_age=self.max_age)
-        if expired:
-            log.warning("%d queued message(s) expired before they could be sent", expired)
         if not rows:
             return expired
-        outcomes = _Outcomes()
+        unrecorded = _Outcomes()  # outcomes not yet in the database (each send's is recorded at once)
+        recorded: set[int] = set()
         try:
-            await self._send_all(rows, outcomes)
+            await self._send_all(rows, unrecorded, recorded)
         except BaseException:
             self.close()  # a send was interrupted mid-conversation: those connections are of no further use
             raise
         finally:
             # Also on cancellation: what was sent is recorded, and what was not goes back to the queue now
             # rather than after the lease.
-            done = {p["b_id"] for group in (outcomes.sent, outcomes.retry, outcomes.failed) for p in group}
-            outcomes.release.extend({"b_id": r.id, "b_attempts": r.attempts}
-                                    for r in rows if r.id not in done)
-            await run_db(record_outcomes, self.db, outcomes)
+            done = recorded | unrecorded.ids()
+            unrecorded.release.extend({"b_id": r.id, "b_attempts": r.attempts} for r in rows if r.id not in done)
+            await run_db(record_outcomes, self.db, unrecorded)
         return len(rows) + expired
 
-    async def _send_all(self, rows: Sequence[Row], outcomes: _Outcomes) -> None:
+    async def _send_all(self, rows: Sequence[Row], unrecorded: _Outcomes, recorded: set[int]) -> None:
         loop = asyncio.get_running_loop()
         # Stop starting new sends well before the lease runs out, so no other sender can get the same row.
         deadline = loop.time() + max(self.lease_s - 2 * self.config.timeout, self.lease_s / 2)
         queue = collections.deque(rows)
         date = self.builder.date_header()
-        down: list[str] = []
+        down: list[str] = []  # the server cannot be reached: the rest of the batch waits without trying
+        stop: list[BaseException] = []  # the database could not record an outcome: send nothing more
 
         async def lane(index: int) -> None:
-            while queue:
+            while queue and not stop:
                 row = queue.popleft()
                 if down:
-                    self._retry(outcomes, row, down[0])
+                    self._retry(unrecorded, row, down[0])
                     continue
                 if loop.time() > deadline:
                     queue.appendleft(row)
                     return
+                outcome = _Outcomes()
                 try:
                     await self._send_one(index, row, date)
                 except _NoConnection as exc:
                     down.append(str(exc))
-                    self._retry(outcomes, row, str(exc))
+                    self._retry(outcome, row, str(exc))
                 except _Transient as exc:
-                    self._retry(outcomes, row, str(exc))
+                    self._retry(outcome, row, str(exc))
                 except _Permanent as exc:
                     log.warning("outbox message %d failed: %s", row.id, exc)
-                    outcomes.failed.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": str(exc)})
+                    outcome.failed.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": str(exc)})
+                    if isinstance(exc, _Bounce) and row.member_id is not None:
+                        outcome.bounced.append({"b_member": row.member_id, "b_addr": row.to_addr.lower(),
+                                                "b_error": str(exc), "b_at": utcnow()})
                 except Exception as exc:  # a bug must not stop the batch; the row is retried, then fails
                     log.exception("unexpected error sending outbox message %d", row.id)
                     self._drop(index)
-                    self._retry(outcomes, row, _error_text(exc))
+                    self._retry(outcome, row, _error_text(exc))
                 else:
-                    outcomes.sent.append({"b_id": row.id, "b_now": utcnow()})
+                    outcome.sent.append({"b_id": row.id, "b_now": utcnow()})
+                    if row.member_id is not None:
+                        outcome.delivered.append({"b_member": row.member_id, "b_addr": row.to_addr.lower()})
+                # Recorded before this connection sends anything else: a crash from here on can repeat only
+                # this one message.
+                try:
+                    await run_db(record_outcomes, self.db, outcome)
+                except Exception as exc:
+                    log.exception("could not record the outcome of outbox message %d; stopping this batch",
+                                  row.id)
+                    unrecorded.extend(outcome)
+                    stop.append(exc)
+                    return
+                recorded.add(row.id)
 
         lanes = min(len(self._clients), len(rows))
         await asyncio.gather(*(lane(i) for i in range(lanes)))
+        if stop:
+            raise stop[0]
 
     def _retry(self, outcomes: _Outcomes, row: Row, error: str) -> None:
-        if row.attempts >= self.max_attempts:
+        if self.max_attempts is not None and row.attempts >= self.max_attempts:
             log.warning("outbox message %d failed after %d attempts: %s", row.id, row.attempts, error)
             outcomes.failed.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": error})
             return
-        delay = backoff_delay(row.attempts, self.backoff_base_s, self.backoff_cap_s)
-        outcomes.retry.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": error,
-                               "b_next": utcnow() + dt.timedelta(seconds=delay)})
+        next_at = utcnow() + dt.timedelta(seconds=retry_delay(row.attempts, self.backoff_base_s,
+                                                              self.backoff_cap_s))
+        if next_at >= (row.requeued_at or row.created_at) + self.max_age:
+            log.warning("outbox message %d failed: no retry within %s of queueing: %s", row.id, self.max_age,
+                        error)
+            outcomes.failed.append({"b_id": row.id, "b_attempts": row.attempts,
+                                    "b_error": (gave_up(self.max_age) + error)[:1000]})
+            return
+        outcomes.retry.append({"b_id": row.id, "b_attempts": row.attempts, "b_error": error, "b_next": next_at})
 
     async def _send_one(self, index: int, row: Row, date: Any) -> None:
         try:
@@ -581,7 +665,7 @@ class OutboxSender:
             await smtp.send_message(msg, sender=self.builder.envelope_from, recipients=[row.to_addr])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             code = exc.recipients[0].code if exc.recipients else 451
-            raise (_Permanent if code >= 500 else _Transient)(_error_text(exc)) from None
+            raise (_Bounce if code >= 500 else _Transient)(_error_text(exc)) from None
         except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPAuthenticationError,
                 aiosmtplib.SMTPHeloError) as exc:
             # About our session or configuration, not this message: retried, and every row says why.
@@ -590,7 +674,7 @@ class OutboxSender:
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421 or exc.code < 400:
                 self._drop(index)
-            raise (_Permanent if 500 <= exc.code < 600 else _Transient)(_error_text(exc)) from None
+            raise (_Bounce if 500 <= exc.code < 600 else _Transient)(_error_text(exc)) from None
         except aiosmtplib.SMTPNotSupported as exc:
             raise _Permanent(_error_text(exc)) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

@@ -1,8 +1,11 @@
 """A local SMTP server that keeps what it receives: for development (`plenary smtp-sink`) and for tests.
 
 It runs aiosmtpd's Controller in a thread of its own. Tests can make it misbehave: `reject_rcpt` answers a
-chosen SMTP code to RCPT for an address (550 = user unknown, 451 = try later), `fail_next` answers 451 to
-the next N DATA commands, and `data_delay_s` makes it a tarpit that waits that long before answering DATA.
+chosen SMTP code to RCPT for an address (550 = user unknown, 451 = try later), `reject_data` answers a code
+to DATA for a message to an address (554 = refused after reading it), `fail_next` answers 451 to
+the next N DATA commands, `data_delay_s` makes it a tarpit that waits that long before answering DATA, and
+`hold(n)` stops at the n-th DATA from now until the test calls `release()` (after keeping the message, to
+stand for a server that has taken a message the client never hears about, or before, to stop mid-message).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class SinkMessage:
 
     @property
     def message_id(self) -> str:
-        return str(self.message.get("Message-ID", ""))
+        return str(self.message.get("Message-ID", "")).strip()
 
 
 class _Controller(Controller):
@@ -66,8 +69,13 @@ class SmtpSink:
         self.directory = Path(directory) if directory else None
         self.messages: list[SinkMessage] = []
         self.reject_rcpt: dict[str, int] = {}
+        self.reject_data: dict[str, int] = {}
         self.fail_next = 0
         self.data_delay_s = 0.0
+        self._hold_in: int | None = None
+        self._hold_stored = True
+        self._held = threading.Event()
+        self._release = threading.Event()
         self.host = "127.0.0.1"
         self.port = 0
         self._lock = threading.Lock()
@@ -117,6 +125,26 @@ class SmtpSink:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # --- holding one answer ---------------------------------------------------------------------------------
+
+    def hold(self, n: int = 1, *, stored: bool = True) -> None:
+        """Hold the answer to the n-th DATA command from now. With `stored`, the message is kept first (the
+        server has it; the client has no answer yet); without, the DATA waits before anything is kept. Stopping
+        the sink while it holds drops the connection, as a server that goes away does."""
+        with self._lock:
+            self._hold_in, self._hold_stored = max(1, n), stored
+            self._held.clear()
+            self._release.clear()
+
+    def wait_held(self, timeout: float = 10.0) -> None:
+        """Block until an answer is being held; TimeoutError after `timeout` seconds."""
+        if not self._held.wait(timeout):
+            raise TimeoutError(f"no DATA was held within {timeout} s")
+
+    def release(self) -> None:
+        """Let the held answer go."""
+        self._release.set()
+
     # --- reading --------------------------------------------------------------------------------------------
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[SinkMessage]:
@@ -149,6 +177,30 @@ class SmtpSink:
         if not code:
             return None
         return _REPLIES.get(code, f"{code} {'5.0.0' if code >= 500 else '4.0.0'} Refused by the test sink")
+
+    def _data_reply(self, rcpt_tos: list[str]) -> str | None:
+        with self._lock:
+            codes = [self.reject_data.get(a) or self.reject_data.get(a.lower()) for a in rcpt_tos]
+        code = next((c for c in codes if c), None)
+        if not code:
+            return None
+        return _REPLIES.get(code, f"{code} {'5.0.0' if code >= 500 else '4.0.0'} Refused by the test sink")
+
+    def _take_hold(self) -> bool | None:
+        """None: do not hold this DATA; else hold it, after storing the message (True) or before (False)."""
+        with self._lock:
+            if self._hold_in is None:
+                return None
+            self._hold_in -= 1
+            if self._hold_in > 0:
+                return None
+            self._hold_in = None
+            return self._hold_stored
+
+    async def _wait_release(self) -> None:
+        self._held.set()
+        while not self._release.is_set():
+            await asyncio.sleep(0.005)
 
     def _take_failure(self) -> bool:
         with self._lock:
@@ -190,5 +242,13 @@ class _Handler:
             await asyncio.sleep(self.sink.data_delay_s)
         if self.sink._take_failure():
             return "451 4.3.0 Temporary failure, try again later"
+        reply = self.sink._data_reply(envelope.rcpt_tos)
+        if reply is not None:
+            return reply
+        hold = self.sink._take_hold()
+        if hold is False:
+            await self.sink._wait_release()
         self.sink._store(envelope)
+        if hold:
+            await self.sink._wait_release()
         return "250 2.0.0 Message accepted"

@@ -14,18 +14,21 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app import web
+from app import htmx, web
 from app.db import run_db
 from app.mail import outbox as outbox_service
+from app.mail import outbox_admin
 from app.mail import services as mail_services
 from app.mail.headers import read_unsubscribe_token
 from app.mail.policy import PREF_KINDS, org_defaults
+from app.security import safe_next
 from app.templating import render, see_other
 
 HIDDEN = "hidden"
 # The preview iframe (srcdoc) inherits this page's CSP, which blocks inline styles; dropping them avoids a CSP
 # violation report per styled element. The sandbox, not this, is what keeps the message's HTML inert.
 _STYLE_ATTR = re.compile(r"""\sstyle\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
+_STYLE_ELEMENT = re.compile(r"<style\b.*?</style\s*>", re.IGNORECASE | re.DOTALL)
 
 
 def _page_number(value: str | None) -> int:
@@ -62,7 +65,55 @@ async def outbox(request: Request) -> Response:
         "result": result,
         "statuses": outbox_service.STATUSES,
         "smtp_configured": bool(web.settings(request).smtp_url),
+        "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     })
+
+
+# --- retry and cancel: a POST form on each row (htmx swaps the row), or on the message's page --------------
+
+_DONE = {"retry": "The message is back in the queue.", "cancel": "The message is cancelled: it will not be sent."}
+
+
+async def _outbox_change(request: Request, action: str) -> Response:
+    me = web.require_admin(request)
+    message_id = request.path_params["message_id"]
+    data = await web.form(request)
+    change = outbox_admin.retry if action == "retry" else outbox_admin.cancel
+
+    def do() -> Any:
+        with web.db(request).begin() as s:
+            return change(s, actor_id=me.id, message_id=message_id, ip=web.client_ip(request))
+
+    def load() -> Any:
+        with web.db(request).read() as s:
+            return outbox_service.get_message(s, message_id)
+
+    error = None
+    try:
+        message = await run_db(do)
+    except outbox_admin.OutboxNotFound:
+        raise HTTPException(404) from None
+    except outbox_admin.OutboxRefused as exc:
+        error = str(exc)
+        if not htmx.is_partial(request):
+            return render(request, "admin/outbox_refused.html", {"error": error, "message_id": message_id},
+                          status_code=409)
+        message = await run_db(load)
+    if htmx.is_partial(request):  # the row of the listing, in its new state (or as it is, with why not)
+        return render(request, "admin/_outbox_row.html", {"m": message, "error": error,
+                                                          "here": safe_next(web.text(data, "next", 500),
+                                                                            request.url_for("admin:outbox").path)},
+                      status_code=409 if error else 200)
+    default = request.url_for("admin:outbox_message", message_id=message_id).path
+    return see_other(safe_next(web.text(data, "next", 500), default), _DONE[action])
+
+
+async def outbox_retry(request: Request) -> Response:
+    return await _outbox_change(request, "retry")
+
+
+async def outbox_cancel(request: Request) -> Response:
+    return await _outbox_change(request, "cancel")
 
 
 async def outbox_message(request: Request) -> Response:
@@ -92,11 +143,12 @@ async def outbox_message(request: Request) -> Response:
                 for name, value in (message.headers or {}).items()),
     ]
     return render(request, "admin/outbox_message.html", {
+        "here": request.url.path,
         "message": message,
         "headers": headers,
         "text_body": text_body,
         "html_body": html_body,
-        "html_preview": _STYLE_ATTR.sub("", html_body),
+        "html_preview": _STYLE_ATTR.sub("", _STYLE_ELEMENT.sub("", html_body)),
         "links_hidden": links_hidden,
         "smtp_configured": bool(settings.smtp_url),
     })

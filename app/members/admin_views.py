@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from app import web
 from app.db import run_db
+from app.mail import bounces
 from app.members import services
 from app.members.guard import audit
 from app.members.models import Status
@@ -143,6 +144,17 @@ async def admin_member_reinvite(request: Request) -> Response:
         audit(s, "member.reinvite", actor_id=me.id, ip=web.client_ip(request), object_type="member",
               object_id=member.id, summary=member.name)
     return await _admin_change(request, change, "A new invitation is queued.")
+
+
+async def admin_member_bounces(request: Request) -> Response:
+    def change(s: Any, me: Any, member_id: int, data: Any) -> None:
+        try:
+            bounces.clear_flag(s, actor_id=me.id, member_id=member_id, ip=web.client_ip(request))
+        except LookupError:
+            raise NotFound("No such member.") from None
+        except bounces.BounceError as exc:
+            raise MemberError(str(exc)) from None
+    return await _admin_change(request, change, "The bouncing flag is cleared: mailings go to this address again.")
 
 
 # --- admin: groups ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import security
 from app.db import utcnow
+from app.mail.bounces import forget as forget_bounces
 from app.mail.outbox import enqueue
 from app.members.guard import audit, check_rate
 from app.members.models import AuthToken, Member, Status, TokenPurpose, UserSession
@@ -199,6 +200,7 @@ def confirm_email_change(session: Session, *, token: str, ip: str) -> Member:
         raise MemberError("That address now belongs to another member.")
     old = member.email
     member.email = row.new_email
+    forget_bounces(member)  # a new address starts with no bounces and no flag
     audit(session, "email.changed", actor_id=member.id, ip=ip, object_type="member", object_id=member.id,
           old=old, new=row.new_email)
     return member

@@ -64,6 +64,13 @@ class Member(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[dt.datetime | None]
+    # Hard bounces (a 5xx answer to RCPT or DATA) in a row for the current address; a delivery resets it.
+    # At BOUNCE_LIMIT the address is flagged as bouncing: bulk mail skips it until an admin clears the flag,
+    # the member changes their address, or a message to it is accepted again (see app/mail/bounces.py).
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    bouncing_since: Mapped[dt.datetime | None]
+    last_bounce_at: Mapped[dt.datetime | None]
+    last_bounce: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     groups: Mapped[list[Group]] = relationship(
         secondary="group_memberships", back_populates="members", lazy="raise", order_by="Group.name"
@@ -76,6 +83,10 @@ class Member(Base):
     @property
     def is_active(self) -> bool:
         return self.status != Status.DEACTIVATED
+
+    @property
+    def is_bouncing(self) -> bool:
+        return self.bouncing_since is not None
 
 
 class Group(Base):

@@ -394,6 +394,8 @@ def directory(session: Session, *, q: str = "", group_id: int | None = None, sta
         where.append(Member.id.in_(select(GroupMembership.member_id).where(GroupMembership.group_id == group_id)))
     if status in (Status.INVITED, Status.ACTIVE, Status.DEACTIVATED):
         where.append(Member.status == status)
+    elif status == "bouncing":  # the address is flagged after hard bounces (app/mail/bounces.py)
+        where.append(Member.bouncing_since.is_not(None))
     total = session.scalar(select(func.count()).select_from(Member).where(*where)) or 0
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
