@@ -1,8 +1,10 @@
 """Real-browser fixtures: `plenary serve` in a subprocess, a real SMTP sink, Chromium, and axe-core.
 
 The server runs as an operator would start it (migrations, printed setup link, in-process mail worker), on a
-free port, with a fresh SQLite file and its own HOME in a temporary directory. Mail goes to an `SmtpSink` in
-this process, so a test reads the message a member would receive and follows its link.
+free port, with an empty database and its own HOME in a temporary directory. Each browser test module runs
+against a new SQLite file and, when PLENARY_TEST_DATABASE_URL is set, again against a new PostgreSQL database.
+Mail goes to an `SmtpSink` in this process, so a test reads the message a member would receive and follows its
+link.
 
 Chromium is Debian's (`apt-get install chromium`), not one downloaded by `playwright install`. Without it the
 browser tests are skipped, except when the CI environment variable is set: then they fail.
@@ -12,7 +14,7 @@ allows scripts from its own origin only, so axe is not injected inline: each bro
 same-origin URL with the vendored file, and the page loads it as an ordinary script. The CSP stays on, and a
 test fails on any CSP violation the browser reports.
 
-These tests do not use the database fixtures of tests/conftest.py: the server has its own SQLite file.
+These tests do not use the database fixtures of tests/conftest.py: the server has its own database.
 """
 
 from __future__ import annotations
@@ -41,11 +43,35 @@ from tests.browser.harness import (
     stop_server,
     wait_until_healthy,
 )
+from tests.conftest import BACKENDS, PG_URL
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlenaryServer]:
-    """A fresh Plenary (new SQLite file, no admin yet) on a free port, mailing to a real SMTP sink."""
+@contextlib.contextmanager
+def empty_database(backend: str) -> Iterator[str | None]:
+    """None for SQLite (the server makes its own file); on PostgreSQL a new empty database, dropped after."""
+    if backend == "sqlite":
+        yield None
+        return
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    base = make_url(PG_URL)
+    name = f"plenary_browser_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlenaryServer]:
+    """A fresh Plenary (empty database, no admin yet) on a free port, mailing to a real SMTP sink: on SQLite, and
+    on PostgreSQL too when PLENARY_TEST_DATABASE_URL is set, as `plenary serve` runs on either."""
     from app.mail.sink import SmtpSink
 
     tmp = tmp_path_factory.mktemp("server")
@@ -54,14 +80,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlenaryServer]:
     sink = SmtpSink()
     smtp_port = sink.start("127.0.0.1", 0)
     try:
-        log_path = tmp / "server.log"
-        proc = start_server(port, server_env(tmp, base_url, smtp_port, secrets.token_urlsafe(48)), log_path)
-        try:
-            wait_until_healthy(proc, base_url + "/healthz", log_path)
-            yield PlenaryServer(base_url=base_url, setup_link=find_setup_link(log_path, base_url), sink=sink,
-                                log_path=log_path)
-        finally:
-            stop_server(proc)
+        with empty_database(request.param) as database_url:
+            log_path = tmp / "server.log"
+            env = server_env(tmp, base_url, smtp_port, secrets.token_urlsafe(48), database_url)
+            proc = start_server(port, env, log_path)
+            try:
+                wait_until_healthy(proc, base_url + "/healthz", log_path)
+                yield PlenaryServer(base_url=base_url, setup_link=find_setup_link(log_path, base_url), sink=sink,
+                                    log_path=log_path)
+            finally:
+                stop_server(proc)
     finally:
         sink.stop()
 

@@ -100,11 +100,13 @@ class PlenaryServer:
         return found.group(0)
 
 
-def server_env(tmp: Path, base_url: str, smtp_port: int, secret_key: str) -> dict[str, str]:
-    """The environment of `plenary serve`: ours without any PLENARY_* setting, plus exactly the test's."""
+def server_env(tmp: Path, base_url: str, smtp_port: int, secret_key: str,
+               database_url: str | None = None) -> dict[str, str]:
+    """The environment of `plenary serve`: ours without any PLENARY_* setting, plus exactly the test's.
+    The database is a new SQLite file unless `database_url` names another (an empty PostgreSQL database)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLENARY_")}
     env.update({
-        "PLENARY_DATABASE_URL": f"sqlite:///{tmp / 'plenary.db'}",
+        "PLENARY_DATABASE_URL": database_url or f"sqlite:///{tmp / 'plenary.db'}",
         "PLENARY_BASE_URL": base_url,
         "PLENARY_VAR_DIR": str(tmp / "var"),
         "PLENARY_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",

@@ -1,5 +1,5 @@
 """Every kind of email Plenary sends, as it leaves: made by the real flows (opening, voting, reminding, closing,
-digests, action steps, sign-in, invitations, email changes), sent by the real sender to a real SMTP server,
+digests, comments, campaigns, action steps, sign-in, invitations, email changes), sent by the real sender to a real SMTP server,
 then checked as received: under 100 KB, a text/plain part, an HTML part that needs no images and declares
 light and dark colour schemes, and a SpamAssassin score under 2.0 (offline rules, no Bayes).
 
@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from app.actions import campaigns
 from app.actions import services as actions
 from app.actions.services import StepData
+from app.comments import services as comments
 from app.db import Database, utcnow
 from app.mail.digest import run_due_digests
 from app.mail.models import MailPreference, MemberMailSettings, OutboxMessage
@@ -82,6 +84,11 @@ def everything_plenary_sends(db: Database, settings: Settings) -> None:
                                closes_in=dt.timedelta(days=7), created_by=admin.id)
         bins = make_proposal(s, title="Move the bins to the courtyard?", body_md="The city asks us to.",
                              closes_in=dt.timedelta(days=7), created_by=admin.id)
+    with db.begin() as s:  # campaign_announcement (first: later ones meet the weekly budget)
+        campaigns.create_campaign(s, settings, campaigns.CampaignData(
+            title="Spring clean-up of the courtyard", body_md="Rakes and bags are in the bike shed. "
+            "We start at 10 and finish with coffee in the common room.", group_id=None, publish=True),
+            actor_id=admin.id)
     for pid in (stairs.id, bins.id):
         with db.begin() as s:
             voting.open_proposal(s, settings, pid)  # announcement (Jonas: folded into his digest)
@@ -90,6 +97,18 @@ def everything_plenary_sends(db: Database, settings: Settings) -> None:
                             .order_by(Option.position).limit(1))
         voting.cast_ballot(s, settings, proposal_id=stairs.id, member_id=mia.id, raw_choice=str(first))
         notify.confirm_vote(s, settings, s.get(Proposal, stairs.id), member_id=mia.id, choice=str(first))
+    with db.begin() as s:  # the conversation: a reply, a mention, an official response
+        question = comments.post_comment(s, me(jonas), stairs.id, settings=settings, stance="against",
+                                         body="Two Saturdays of our own work seems a lot to ask. Who has done "
+                                              "this before, and how long did the first coat take?")
+    with db.begin() as s:
+        comments.post_comment(s, me(mia), stairs.id, settings=settings, parent_id=question.id,  # comment_reply
+                              body="We painted building A ourselves in 2021: one Saturday per floor. "
+                                   "@Léa_Fischer kept the list of who brought what.")  # mention
+    with db.begin() as s:
+        comments.post_comment(s, me(admin), stairs.id, settings=settings, response_status="review",
+                              body="Thank you both. The board will ask Kowalski & Sons whether they can "
+                                   "start in April and report back here.")  # official_response
     with db.begin() as s:
         notify.remind(s, settings, stairs.id, now=now + dt.timedelta(days=6))  # reminder to who has not voted
     with db.begin() as s:
@@ -168,7 +187,8 @@ def test_every_kind_is_covered_small_with_text_and_safe_html(received: dict[str,
         assert not re.search(r"<img\b|background-image|url\(", html, re.IGNORECASE), kind  # nothing to load
         # Every background set is set with a text colour next to it or inherited from one that is.
         assert re.search(r'<body[^>]*style="[^"]*background:#[0-9a-f]{6};color:#[0-9a-f]{6}', html), kind
-    bulk = {"announcement", "reminder", "results", "outcome_update", "digest", "action_message"}
+    bulk = {"announcement", "reminder", "results", "outcome_update", "digest", "action_message",
+            "campaign_announcement", "comment_reply", "mention", "official_response"}
     for kind in bulk & set(received):
         msg = received[kind].message
         assert msg["List-Unsubscribe"] and msg["List-Id"], kind
