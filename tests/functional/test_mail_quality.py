@@ -1,7 +1,7 @@
 """Every kind of email Plenary sends, as it leaves: made by the real flows (opening, voting, reminding, closing,
-digests, comments, campaigns, action steps, sign-in, invitations, email changes), sent by the real sender to a real SMTP server,
-then checked as received: under 100 KB, a text/plain part, an HTML part that needs no images and declares
-light and dark colour schemes, and a SpamAssassin score under 2.0 (offline rules, no Bayes).
+digests, comments, campaigns, action steps, sign-in, invitations, email changes), sent by the real sender to a
+real SMTP server, then checked as received: under 100 KB, a text/plain part, an HTML part that needs no images
+and declares light and dark colour schemes, and a SpamAssassin score under 2.0 (offline rules, no Bayes).
 
 A new folder under templates/email/ fails `test_every_kind_is_covered` until the scenario below sends it.
 Without `spamassassin` on the machine the scoring is skipped with a notice, except in CI, where it fails
