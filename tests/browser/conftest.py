@@ -87,7 +87,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             try:
                 wait_until_healthy(proc, base_url + "/healthz", log_path)
                 yield PlenaryServer(base_url=base_url, setup_link=find_setup_link(log_path, base_url), sink=sink,
-                                    log_path=log_path)
+                                    log_path=log_path, database_url=env["PLENARY_DATABASE_URL"])
             finally:
                 stop_server(proc)
     finally:

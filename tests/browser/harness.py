@@ -71,6 +71,7 @@ class PlenaryServer:
     setup_link: str
     sink: Any
     log_path: Path
+    database_url: str  # for tests that seed the server's database directly
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

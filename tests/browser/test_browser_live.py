@@ -28,7 +28,7 @@ PEOPLE = {"lena": ("Lena Park", "lena@example.org"), "omar": ("Omar Diaz", "omar
 
 def seed(server: PlenaryServer) -> int:
     """Two members with passwords and an open yes/no question with a live tally; returns its id."""
-    db = Database(f"sqlite:///{server.log_path.parent / 'plenary.db'}")
+    db = Database(server.database_url)
     try:
         with db.begin() as s:
             for name, email in PEOPLE.values():
