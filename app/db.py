@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from starlette.concurrency import run_in_threadpool
@@ -93,8 +93,16 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get("plenary_write") else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        if options.get("plenary_write"):
+            # The safety level can only change between transactions; each write says the one it needs.
+            level = "NORMAL" if options.get("plenary_fast_commit") else "FULL"
+            if conn.info.get("synchronous") != level:
+                conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+                conn.info["synchronous"] = level
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN DEFERRED")
 
 
 class Database:
@@ -107,14 +115,25 @@ class Database:
         self._write = sessionmaker(
             bind=self.engine.execution_options(plenary_write=True), expire_on_commit=False
         )
+        self._fast_write = sessionmaker(
+            bind=self.engine.execution_options(plenary_write=True, plenary_fast_commit=True), expire_on_commit=False
+        )
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         # Re-entrant, so a write unit of work that calls another one in the same thread does not block itself.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @contextlib.contextmanager
-    def begin(self) -> Iterator[Session]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        with self._write_lock, self._write.begin() as session:
+    def begin(self, *, durable: bool = True) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back if it raises.
+
+        `durable=False` is for bookkeeping that is safe to lose in a power cut or a database server crash
+        (not in a crash of this process): the commit does not wait for the disk (SQLite `synchronous=NORMAL`,
+        PostgreSQL `synchronous_commit=off`). The mail sender records what it sent this way: what a power cut
+        loses is sent again, with the same Message-ID."""
+        factory = self._write if durable else self._fast_write
+        with self._write_lock, factory.begin() as session:
+            if not durable and self.dialect == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
     @contextlib.contextmanager

@@ -7,7 +7,6 @@ from email import policy
 from types import SimpleNamespace
 
 import pytest
-from aiosmtplib.email import flatten_message
 
 from app.mail.sender import MessageBuilder
 
@@ -22,7 +21,7 @@ def _row(attachments: object) -> SimpleNamespace:
 
 def test_calendar_attachment_is_sent_beside_the_alternative() -> None:
     att = [{"filename": "shift.ics", "mime_type": "text/calendar", "method": "REQUEST", "content": ICS}]
-    raw = flatten_message(MessageBuilder("Riverside <votes@example.org>").build(_row(att)))
+    raw = (MessageBuilder("Riverside <votes@example.org>").build(_row(att)))
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert msg.get_content_type() == "multipart/mixed"
     alternative, calendar = msg.get_payload()
@@ -34,8 +33,8 @@ def test_calendar_attachment_is_sent_beside_the_alternative() -> None:
 
 
 def test_no_attachments_keeps_the_plain_alternative() -> None:
-    msg = MessageBuilder("Riverside <votes@example.org>").build(_row(None))
-    assert msg.get_content_type() == "multipart/alternative"
+    raw = MessageBuilder("Riverside <votes@example.org>").build(_row(None))
+    assert email.message_from_bytes(raw, policy=policy.default).get_content_type() == "multipart/alternative"
 
 
 @pytest.mark.parametrize("att", [
