@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from starlette.concurrency import run_in_threadpool
@@ -135,6 +135,17 @@ class Database:
             if not durable and self.dialect == "postgresql":
                 session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
+
+    @contextlib.contextmanager
+    def write_connection(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction on a bare Core connection, for hot paths with prebuilt statements and no ORM
+        objects (the mail sender's bookkeeping): the same locking and `durable` meaning as `begin`, without a
+        Session's cost."""
+        engine = self.engine.execution_options(plenary_write=True, plenary_fast_commit=not durable)
+        with self._write_lock, engine.begin() as conn:
+            if not durable and self.dialect == "postgresql":
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

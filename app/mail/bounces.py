@@ -80,7 +80,7 @@ def record_deliveries(conn: Connection, deliveries: list[dict[str, Any]]) -> Non
         conn.execute(_RECORD_DELIVERY, deliveries)
 
 
-def bouncing(session: Session, rows: Iterable[Any]) -> dict[int, str]:
+def bouncing(session: Session | Connection, rows: Iterable[Any]) -> dict[int, str]:
     """Of claimed outbox rows (with id, kind, member_id, to_addr), those not to be sent because their address
     is flagged: row id -> why."""
     candidates = {r.id: r for r in rows if r.member_id is not None and not is_account_mail(r.kind)}

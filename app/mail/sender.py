@@ -34,6 +34,7 @@ import datetime as dt
 import functools
 import ipaddress
 import logging
+import math
 import random
 import re
 import secrets
@@ -57,6 +58,7 @@ log = logging.getLogger("plenary.mail")
 
 MAX_AGE = dt.timedelta(days=2)  # retries stop this long after a message was queued (or put back by an admin)
 EXPIRED_ERROR = "expired before it could be sent"
+EXPIRE_EVERY_S = 60.0  # how often a sender looks for messages queued too long ago
 
 
 def gave_up(max_age: dt.timedelta = MAX_AGE) -> str:
@@ -76,7 +78,8 @@ class SmtpConfig:
     `smtp://user:pass@host:587?starttls=true` (STARTTLS required), `smtps://host:465` (TLS from the first
     byte), `smtp://127.0.0.1:1025` (plain, or upgraded if the server offers STARTTLS). Options: `starttls`
     (true/false; unset = upgrade when offered), `timeout` (seconds per SMTP command, default 30),
-    `validate_certs` (default true). User and password are percent-decoded.
+    `validate_certs` (default true), `connections` (how many messages go out at once, each on its own
+    connection; default 8). User and password are percent-decoded.
     """
 
     host: str
@@ -87,6 +90,7 @@ class SmtpConfig:
     start_tls: bool | None = None
     timeout: float = 30.0
     validate_certs: bool = True
+    connections: int = 8
 
     @classmethod
     def from_url(cls, url: str) -> SmtpConfig:
@@ -113,10 +117,9 @@ class SmtpConfig:
             raise ValueError(f"PLENARY_SMTP_URL has a malformed query string: {shown!r}") from None
         for key, value in pairs:
             key = key.strip().lower()
-            if key not in ("starttls", "timeout", "validate_certs"):
-                raise ValueError(
-                    f"PLENARY_SMTP_URL: unknown option {key!r} (known: starttls, timeout, validate_certs)"
-                )
+            if key not in ("starttls", "timeout", "validate_certs", "connections"):
+                raise ValueError(f"PLENARY_SMTP_URL: unknown option {key!r} "
+                                 "(known: starttls, timeout, validate_certs, connections)")
             options[key] = value.strip()
 
         use_tls = parts.scheme == "smtps"
@@ -134,6 +137,12 @@ class SmtpConfig:
                     f"PLENARY_SMTP_URL: timeout must be a number of seconds, not {options['timeout']!r}"
                 )
         validate = _flag("validate_certs", options["validate_certs"]) if "validate_certs" in options else True
+        connections = 8
+        if "connections" in options:
+            value = options["connections"]
+            connections = int(value) if value.isdigit() else 0
+            if not 1 <= connections <= 64:
+                raise ValueError(f"PLENARY_SMTP_URL: connections must be a whole number from 1 to 64, not {value!r}")
         if port is None:
             port = 465 if use_tls else (587 if start_tls else 25)
         return cls(
@@ -145,6 +154,7 @@ class SmtpConfig:
             start_tls=False if use_tls else start_tls,
             timeout=timeout,
             validate_certs=validate,
+            connections=connections,
         )
 
     def client(self, local_hostname: str | None = None) -> aiosmtplib.SMTP:
@@ -368,7 +378,10 @@ def _due(now: Any) -> Any:
 
 _EXPIRE = (
     update(_t)
-    .where(_due(bindparam("now", type_=_DT)), _queued_at < bindparam("cutoff", type_=_DT))
+    # `created_at <` first: the index on created_at finds the old rows, so the rest is not read for each claim
+    # (a message is requeued after it was created, so the coalesce alone says the same).
+    .where(_c.created_at < bindparam("cutoff", type_=_DT), _queued_at < bindparam("cutoff", type_=_DT),
+           _due(bindparam("now", type_=_DT)))
     .values(status=OutboxStatus.FAILED, locked_until=None,
             last_error=case((_c.last_error == "", EXPIRED_ERROR),
                             else_=bindparam("gave_up", type_=_c.last_error.type) + _c.last_error))
@@ -408,31 +421,38 @@ _RELEASE = (
 )
 
 
-def claim_batch(db: Database, *, batch: int, lease_s: float,
-                max_age: dt.timedelta = MAX_AGE) -> tuple[list[Row], int]:
-    """Claim up to `batch` due rows for sending, fail due rows too old to send, and cancel claimed mail to
-    addresses flagged as bouncing. Returns (rows to send, rows expired or cancelled)."""
+def claim_batch(db: Database, *, batch: int, lease_s: float, max_age: dt.timedelta = MAX_AGE,
+                expire: bool = True) -> tuple[list[Row], int]:
+    """Claim up to `batch` due rows for sending, fail due rows too old to send (when `expire`: it reads every
+    due row, so a busy sender does it now and then, not at every claim), and cancel claimed mail to addresses
+    flagged as bouncing. Returns (rows to send, rows expired or cancelled)."""
     now = utcnow()
-    with db.begin() as s:
+    with db.write_connection(durable=False) as s:  # a claim lost in a power cut only waits for its lease
         expired = s.execute(_EXPIRE, {"now": now, "cutoff": now - max_age,
-                                      "gave_up": gave_up(max_age)}).rowcount or 0
+                                      "gave_up": gave_up(max_age)}).rowcount or 0 if expire else 0
         if expired:
             log.warning("%d queued message(s) failed: not sent within %s of queueing", expired, max_age)
-        due = select(_c.id).where(_due(now)).order_by(_c.next_attempt_at, _c.id).limit(batch)
+        # Two look-ups, each read off the (status, next_attempt_at) index in order: rows whose sender's lease
+        # ran out (rare), then pending rows by their due time. One query with OR sorted every due row instead.
+        lapsed = select(_c.id).where(_c.status == OutboxStatus.SENDING, _c.locked_until < now).limit(batch)
+        pending = (select(_c.id).where(_c.status == OutboxStatus.PENDING, _c.next_attempt_at <= now)
+                   .order_by(_c.next_attempt_at))
         if db.dialect == "postgresql":
             # Rows another sender is claiming right now are skipped, not waited for.
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(_t)
-            .where(_c.id.in_(due.scalar_subquery()))
-            .values(status=OutboxStatus.SENDING, locked_until=now + dt.timedelta(seconds=lease_s),
-                    attempts=_c.attempts + 1)
-            .returning(*_CLAIMED_COLUMNS)
-        )
-        rows = sorted(s.execute(stmt).all(), key=lambda r: r.id)
+            lapsed, pending = (q.with_for_update(skip_locked=True) for q in (lapsed, pending))
+        ids = list(s.scalars(lapsed))
+        if len(ids) < batch:
+            ids += s.scalars(pending.limit(batch - len(ids))).all()
+        rows = []
+        if ids:
+            rows = sorted(s.execute(
+                update(_t).where(_c.id.in_(ids))
+                .values(status=OutboxStatus.SENDING, locked_until=now + dt.timedelta(seconds=lease_s),
+                        attempts=_c.attempts + 1)
+                .returning(*_CLAIMED_COLUMNS)).all(), key=lambda r: r.id)
         skipped = bounces.bouncing(s, rows)
         if skipped:
-            s.connection().execute(_SKIP, [{"b_id": i, "b_error": why} for i, why in skipped.items()])
+            s.execute(_SKIP, [{"b_id": i, "b_error": why} for i, why in skipped.items()])
             log.info("%d message(s) not sent: their addresses are flagged as bouncing", len(skipped))
             rows = [r for r in rows if r.id not in skipped]
     return rows, expired + len(skipped)
@@ -460,16 +480,76 @@ class _Outcomes:
 
 
 def record_outcomes(db: Database, outcomes: _Outcomes) -> None:
+    """In one transaction that does not wait for the disk: a process crash keeps it (the database has it); a
+    power cut may lose the last records, and those messages go out again, with the same Message-ID."""
     if not len(outcomes):
         return
-    with db.begin() as s:
-        conn = s.connection()
+    with db.write_connection(durable=False) as conn:
         for stmt, params in ((_RECORD_SENT, outcomes.sent), (_RECORD_RETRY, outcomes.retry),
                              (_RECORD_FAILED, outcomes.failed), (_RELEASE, outcomes.release)):
             if params:
                 conn.execute(stmt, params)
         bounces.record_deliveries(conn, outcomes.delivered)
         bounces.record_bounces(conn, outcomes.bounced)
+
+
+class _Recorder:
+    """Records outcomes for every connection of a sender, several in one transaction (a group commit).
+
+    Each connection waits for its own message's record before it sends the next, as before; the writer waits
+    a moment (at most `delay_s`) for the other connections' outcomes, so a transaction records about one
+    message per connection instead of one message."""
+
+    def __init__(self, db: Database, *, lanes: int = 1, delay_s: float = 0.002) -> None:
+        self.db = db
+        self.lanes = lanes
+        self.delay_s = delay_s
+        self.written: set[int] = set()  # the outbox ids whose outcome is in the database
+        self._waiting: list[tuple[_Outcomes, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._full = asyncio.Event()
+
+    async def record(self, outcome: _Outcomes) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Retrieved even when its sender was cancelled meanwhile (nobody awaits it then).
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._waiting.append((outcome, future))
+        if len(self._waiting) >= self.lanes:
+            self._full.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        # Shielded: a cancelled sender still gets its outcome written by the writer task.
+        await asyncio.shield(future)
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                if len(self._waiting) < self.lanes:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), self.delay_s)
+                batch, self._waiting = self._waiting, []
+                merged = _Outcomes()
+                for outcome, _future in batch:
+                    merged.extend(outcome)
+                try:
+                    await run_db(record_outcomes, self.db, merged)
+                except Exception as exc:
+                    for _outcome, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self.written |= merged.ids()
+                for _outcome, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self._writer = None
+
+    async def wait(self) -> None:
+        """Until every outcome handed over is written (or has failed)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
 
 
 def retry_delay(attempts: int, base_s: float, cap_s: float) -> float:
@@ -513,7 +593,8 @@ class OutboxSender:
 
     `backoff_base_s`/`backoff_cap_s` are parameters so tests can compress time (production: 30 s and 1 h).
     Retries stop `max_age` after a message was queued; `max_attempts` (none by default) can stop them sooner.
-    `connections` bounds how many SMTP connections (and messages in flight) one sender uses.
+    `connections` bounds how many SMTP connections (and messages in flight) one sender uses (default: the
+    `connections` option of PLENARY_SMTP_URL, 8).
     """
 
     def __init__(
@@ -522,13 +603,13 @@ class OutboxSender:
         db: Database,
         *,
         config: SmtpConfig | None = None,
-        batch: int = 50,
+        batch: int = 200,
         lease_s: float = 300.0,
         backoff_base_s: float = 30.0,
         backoff_cap_s: float = 3600.0,
         max_attempts: int | None = None,
         max_age: dt.timedelta = MAX_AGE,
-        connections: int = 1,
+        connections: int | None = None,
     ) -> None:
         if config is None:
             if not settings.smtp_url:
@@ -545,30 +626,37 @@ class OutboxSender:
         self.max_age = max_age
         self.builder = MessageBuilder(settings.mail_from)
         self._helo = _helo_name(settings.base_url)
-        self._clients: list[aiosmtplib.SMTP | None] = [None] * max(1, connections)
+        self._clients: list[aiosmtplib.SMTP | None] = [None] * max(1, connections or config.connections)
+        self._expired_at = -math.inf  # the first claim fails what has waited too long
 
     async def drain_once(self) -> int:
         """Claim one batch of due messages, send them, record the outcomes. Returns how many were handled."""
+        now = asyncio.get_running_loop().time()
+        expire = now - self._expired_at >= EXPIRE_EVERY_S
         rows, expired = await run_db(claim_batch, self.db, batch=self.batch, lease_s=self.lease_s,
-                                     max_age=self.max_age)
+                                     max_age=self.max_age, expire=expire)
+        if expire:
+            self._expired_at = now
         if not rows:
             return expired
         unrecorded = _Outcomes()  # outcomes not yet in the database (each send's is recorded at once)
-        recorded: set[int] = set()
+        recorder = _Recorder(self.db, lanes=min(len(self._clients), len(rows)))
         try:
-            await self._send_all(rows, unrecorded, recorded)
+            await self._send_all(rows, unrecorded, recorder)
         except BaseException:
             self.close()  # a send was interrupted mid-conversation: those connections are of no further use
             raise
         finally:
             # Also on cancellation: what was sent is recorded, and what was not goes back to the queue now
             # rather than after the lease.
-            done = recorded | unrecorded.ids()
+            with contextlib.suppress(Exception):
+                await recorder.wait()
+            done = recorder.written | unrecorded.ids()
             unrecorded.release.extend({"b_id": r.id, "b_attempts": r.attempts} for r in rows if r.id not in done)
             await run_db(record_outcomes, self.db, unrecorded)
         return len(rows) + expired
 
-    async def _send_all(self, rows: Sequence[Row], unrecorded: _Outcomes, recorded: set[int]) -> None:
+    async def _send_all(self, rows: Sequence[Row], unrecorded: _Outcomes, recorder: _Recorder) -> None:
         loop = asyncio.get_running_loop()
         # Stop starting new sends well before the lease runs out, so no other sender can get the same row.
         deadline = loop.time() + max(self.lease_s - 2 * self.config.timeout, self.lease_s / 2)
@@ -611,14 +699,13 @@ class OutboxSender:
                 # Recorded before this connection sends anything else: a crash from here on can repeat only
                 # this one message.
                 try:
-                    await run_db(record_outcomes, self.db, outcome)
+                    await recorder.record(outcome)
                 except Exception as exc:
                     log.exception("could not record the outcome of outbox message %d; stopping this batch",
                                   row.id)
                     unrecorded.extend(outcome)
                     stop.append(exc)
                     return
-                recorded.add(row.id)
 
         lanes = min(len(self._clients), len(rows))
         await asyncio.gather(*(lane(i) for i in range(lanes)))

@@ -8,8 +8,9 @@ What the design promises (docs/ARCHITECTURE.md, "Delivery guarantee"), and what 
 - every message recorded as sent before the kill stays recorded and is never sent again (each is recorded
   right after its own 250, not at the end of the batch);
 - every member receives their message;
-- the one message in flight at the kill is the only one sent twice, and both copies carry the same
-  Message-ID, so a receiving system that drops a Message-ID it has seen shows it once.
+- with one connection, the one message in flight at the kill is the only one sent twice, and both copies
+  carry the same Message-ID, so a receiving system that drops a Message-ID it has seen shows it once;
+- with several connections, at most one message per connection is sent twice, each with its one Message-ID.
 """
 
 from __future__ import annotations
@@ -49,13 +50,13 @@ def worker_command() -> list[str]:
 def start_worker(settings: Settings, smtp_sink: SmtpSink, tmp_path: Path) -> Iterator[object]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str) -> subprocess.Popen[bytes]:
+    def start(name: str, connections: int = 1) -> subprocess.Popen[bytes]:
         env = {**os.environ,
                "PLENARY_DATABASE_URL": settings.database_url,
                "PLENARY_BASE_URL": settings.base_url,
                "PLENARY_SECRET_KEY": settings.secret_key,
                "PLENARY_ENV": "test",
-               "PLENARY_SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10",
+               "PLENARY_SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?timeout=10&connections={connections}",
                "PLENARY_MAIL_FROM": "Riverside Tenants <votes@example.org>",
                "PLENARY_VAR_DIR": str(tmp_path / "var"),
                "PLENARY_LOG_LEVEL": "INFO"}
@@ -94,7 +95,7 @@ def test_kill_between_accept_and_record_resends_only_the_message_in_flight(
                                                   "link": f"{settings.base_url}/signin/link/token{i:04d}x"})
     smtp_sink.hold(HELD, stored=True)
 
-    first = start_worker("first")  # type: ignore[operator]
+    first = start_worker("first", connections=1)  # type: ignore[operator]
     try:
         smtp_sink.wait_held(timeout=60)
     except TimeoutError:
@@ -141,3 +142,44 @@ def test_kill_between_accept_and_record_resends_only_the_message_in_flight(
     # Messages recorded before the kill were never tried again.
     before = {r.id: r for r in at_kill if r.status == "sent"}
     assert all(r.attempts == 1 and r.sent_at == before[r.id].sent_at for r in final if r.id in before)
+
+
+def test_kill_with_several_connections_resends_at_most_one_message_per_connection(
+        settings: Settings, db: Database, smtp_sink: SmtpSink, start_worker: object, tmp_path: Path) -> None:
+    connections, n = 4, 40
+    with db.begin() as s:
+        for i in range(n):
+            enqueue(s, settings, kind="signin_link", to_addr=f"member{i}@example.org", to_name=f"Member {i}",
+                    dedupe=f"crash:{i}", context={"name": f"Member {i}", "minutes": 15,
+                                                  "link": f"{settings.base_url}/signin/link/token{i:04d}x"})
+    smtp_sink.hold(HELD, stored=True)
+    first = start_worker("first", connections=connections)  # type: ignore[operator]
+    try:
+        smtp_sink.wait_held(timeout=60)
+    except TimeoutError:
+        pytest.fail("the worker never reached the held message:\n" + (tmp_path / "first.log").read_text())
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait(timeout=10) == -signal.SIGKILL
+    smtp_sink.release()
+    at_kill = {r.id: r for r in rows(db)}
+    received_at_kill = len(smtp_sink.messages)
+
+    with db.begin() as s:
+        s.execute(update(OutboxMessage).where(OutboxMessage.status == "sending")
+                  .values(locked_until=utcnow() - dt.timedelta(seconds=1)))
+    second = start_worker("second", connections=connections)  # type: ignore[operator]
+    wait_until(lambda: all(r.status == "sent" for r in rows(db)), 60, "every message to be sent after the restart")
+    second.send_signal(signal.SIGINT)
+    second.wait(timeout=10)
+
+    final = rows(db)
+    got = smtp_sink.wait_for(n)
+    ids = Counter(m.message_id for m in got)
+    assert set(ids) == {r.message_id for r in final}  # nothing lost
+    assert set(r for m in got for r in m.rcpt_tos) == {f"member{i}@example.org" for i in range(n)}
+    twice = [mid for mid, count in ids.items() if count > 1]
+    assert all(ids[mid] == 2 for mid in twice)
+    assert len(twice) <= connections, (len(twice), received_at_kill)  # at most the messages in flight at the kill
+    recorded_before = {r.message_id for r in at_kill.values() if r.status == "sent"}
+    assert not recorded_before & set(twice)  # what was recorded as sent was never sent again
+    assert all(r.attempts == 1 for r in final if r.id in at_kill and at_kill[r.id].status == "sent")
