@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select, update
 from app.db import Database, run_db, utcnow
 from app.mail.models import OutboxMessage
 from app.mail.outbox import enqueue
-from app.mail.sender import OutboxSender, drain_once, retry_delay
+from app.mail.sender import OutboxSender, SmtpConfig, drain_once, retry_delay
 from app.mail.sink import SmtpSink
 from app.members.models import Member
 from app.settings import Settings
@@ -173,9 +173,12 @@ def test_server_down_for_ten_minutes_during_a_2000_member_results_mailing(
     with freeze_time(utcnow(), real_asyncio=True) as clock:
         seen = run(scenario(clock))
 
-    assert seen["at_stop"]["sent"] == down_at - 1  # type: ignore[index]
+    # The held message was never kept; the sender's other connections may have finished theirs meanwhile.
+    connections = SmtpConfig.from_url(mail_settings.smtp_url).connections
+    sent_at_stop = seen["at_stop"]["sent"]  # type: ignore[index]
+    assert down_at - 1 <= sent_at_stop <= down_at - 2 + connections
     during = seen["during"]
-    assert during["sent"] == down_at - 1 and during["pending"] == MEMBERS - down_at + 1  # type: ignore[index]
+    assert during["sent"] == sent_at_stop and during["pending"] == MEMBERS - sent_at_stop  # type: ignore[index]
     got = smtp_sink.messages
     ids = Counter(m.message_id for m in got)
     with db.read() as s:
