@@ -79,7 +79,7 @@ class SmtpConfig:
     byte), `smtp://127.0.0.1:1025` (plain, or upgraded if the server offers STARTTLS). Options: `starttls`
     (true/false; unset = upgrade when offered), `timeout` (seconds per SMTP command, default 30),
     `validate_certs` (default true), `connections` (how many messages go out at once, each on its own
-    connection; default 8). User and password are percent-decoded.
+    connection; default 16). User and password are percent-decoded.
     """
 
     host: str
@@ -90,7 +90,7 @@ class SmtpConfig:
     start_tls: bool | None = None
     timeout: float = 30.0
     validate_certs: bool = True
-    connections: int = 8
+    connections: int = 16
 
     @classmethod
     def from_url(cls, url: str) -> SmtpConfig:
@@ -137,7 +137,7 @@ class SmtpConfig:
                     f"PLENARY_SMTP_URL: timeout must be a number of seconds, not {options['timeout']!r}"
                 )
         validate = _flag("validate_certs", options["validate_certs"]) if "validate_certs" in options else True
-        connections = 8
+        connections = 16
         if "connections" in options:
             value = options["connections"]
             connections = int(value) if value.isdigit() else 0
@@ -594,7 +594,7 @@ class OutboxSender:
     `backoff_base_s`/`backoff_cap_s` are parameters so tests can compress time (production: 30 s and 1 h).
     Retries stop `max_age` after a message was queued; `max_attempts` (none by default) can stop them sooner.
     `connections` bounds how many SMTP connections (and messages in flight) one sender uses (default: the
-    `connections` option of PLENARY_SMTP_URL, 8).
+    `connections` option of PLENARY_SMTP_URL, 16).
     """
 
     def __init__(

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-CONNECTIONS = 8  # the sender's default (PLENARY_SMTP_URL's connections option)
+CONNECTIONS = int(os.environ.get("BENCH_MAIL_CONNECTIONS", "16"))  # the sender's default; the plain loop uses as many
 RECIPIENTS = 10_000
 IRV_BALLOTS = 100_000
 IRV_OPTIONS = 8
@@ -147,7 +147,7 @@ def send(url: str, port: int) -> dict:
     from app.jobs.worker import Worker
     from app.mail.models import OutboxMessage, OutboxStatus
 
-    settings = _settings(url, smtp_url=f"smtp://127.0.0.1:{port}")
+    settings = _settings(url, smtp_url=f"smtp://127.0.0.1:{port}?connections={CONNECTIONS}")
     db = Database(url)
 
     def pending() -> int:
