@@ -63,10 +63,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from app.db import Database
+    from app.db import Database, set_db_threads
     from app.jobs.worker import run_forever
 
     settings = _settings()
+    set_db_threads(settings.db_threads)
     db = Database(settings.database_url)
     try:
         asyncio.run(run_forever(settings, db, name=args.name or f"worker-{secrets.token_hex(3)}",

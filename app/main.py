@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app import htmx
-from app.db import Database
+from app.db import Database, set_db_threads
 from app.live import Hub
 from app.middleware import PlenaryMiddleware
 from app.routes import routes
@@ -33,6 +33,7 @@ CSRF_EXEMPT = ("/healthz", "/unsubscribe/", "/inbound/email")
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    set_db_threads(settings.db_threads)
     database = db or Database(settings.database_url)
     # Outside development a template is read once: checking its file's time on every render (and on every
     # {% include %}, 50 a page of comments) costs more than rendering it.

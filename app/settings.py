@@ -82,6 +82,7 @@ class Settings:
     inbound_max_kb: int = 5120
     var_dir: Path = field(default=VAR)
     log_level: str = "INFO"
+    db_threads: int = 0  # 0: twice the cores, at least 4 (app/db.py)
 
     # env var name -> (field name, parser); the README's table must list the same names
     @classmethod
@@ -172,6 +173,13 @@ def _is_domain(value: str) -> bool:
     return bool(_DOMAIN.match(value)) and value.lower() != "localhost"
 
 
+def _db_threads(value: str) -> int:
+    n = int(value)
+    if not 1 <= n <= 256:
+        raise SettingsError(f"must be a whole number from 1 to 256, not {value!r}")
+    return n
+
+
 def _port(value: str) -> int:
     n = int(value)
     if not 1 <= n <= 65535:
@@ -219,4 +227,5 @@ FIELDS: dict[str, tuple[str, object]] = {
     "PLENARY_INBOUND_MAX_KB": ("inbound_max_kb", _positive_int),
     "PLENARY_VAR_DIR": ("var_dir", Path),
     "PLENARY_LOG_LEVEL": ("log_level", str.upper),
+    "PLENARY_DB_THREADS": ("db_threads", _db_threads),
 }

@@ -639,7 +639,7 @@ def note_view(db: Any, member_id: int, *, proposal_id: int | None = None, campai
     with db.read() as s:
         if seen(s, member_id, proposal_id=proposal_id, campaign_id=campaign_id):
             return False
-    with db.begin() as s:
+    with db.begin(durable=False) as s:  # a first view lost in a power cut is counted at the next one
         record_view(s, member_id, proposal_id=proposal_id, campaign_id=campaign_id, via=via)
     return True
 
