@@ -155,6 +155,12 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A read transaction on a bare Core connection (the per-request session look-up)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
         # close() (not rollback()) ends the transaction without expiring what was loaded, so the objects stay
         # readable after the block, as the templates need.

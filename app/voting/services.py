@@ -14,7 +14,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import itertools
 import json
 import logging
 import secrets
@@ -290,9 +289,8 @@ _LIVE_COUNTS = (select(_CHOICE_TEXT, func.count()).where(Ballot.proposal_id == b
 def live_result(session: Session, p: Proposal, options: list[Option]) -> dict[str, Any]:
     groups = [(json.loads(text), n) for text, n in session.execute(_LIVE_COUNTS, {"pid": p.id})]
     ballots = sum(n for _, n in groups)
-    choices = itertools.chain.from_iterable(itertools.repeat(choice, n) for choice, n in groups)
-    return build_result(p, ballot_rules.count(p, [(o.id, o.label) for o in options], choices,
-                                              eligible=max(p.eligible_count, ballots)))
+    return build_result(p, ballot_rules.count_groups(p, [(o.id, o.label) for o in options], groups,
+                                                     eligible=max(p.eligible_count, ballots)))
 
 
 def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetime | None = None) -> VotePanel:

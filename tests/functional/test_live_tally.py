@@ -48,3 +48,26 @@ def test_live_tally_counts_like_the_close(db, settings, org, method):
             p, [(o.id, o.label) for o in options], every, eligible=max(p.eligible_count, len(every))))
     assert live == one_by_one
     assert sum(row["count"] for row in live["rows"]) > 0
+
+
+@pytest.mark.parametrize("method", ["yes_no", "single"])
+@pytest.mark.parametrize("seed", range(5))
+def test_counting_groups_equals_counting_every_ballot(method, seed):
+    """The live tally's shortcut for yes/no and single choice (counts taken as they are) against the plain count,
+    on random ballots with ties likely (few ballots, few options) and a 'none of these' choice."""
+    import random
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from app.voting.tally import NONE_OF_THESE
+
+    rng = random.Random(seed)
+    options = [(11, "Red"), (12, "Green"), (13, "Blue")]
+    p = SimpleNamespace(method=method, public_id=f"p{seed}", allow_none=True, threshold="1/2", threshold_strict=False,
+                        quorum=None)
+    pool = ["yes", "no", "abstain"] if method == "yes_no" else ["11", "12", "13", NONE_OF_THESE]
+    every = [rng.choice(pool) for _ in range(rng.randint(0, 12))]
+    groups = list(Counter(every).items())
+    eligible = 20
+    assert ballot_rules.count_groups(p, options, groups, eligible=eligible) == ballot_rules.count(
+        p, options, every, eligible=eligible)
