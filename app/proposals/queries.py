@@ -53,9 +53,11 @@ def can_see(session: Session, member: CurrentMember, proposal: Proposal) -> bool
 
 def get_visible(session: Session, member: CurrentMember, proposal_id: int) -> Proposal:
     """The proposal with its options and audience groups loaded, or NotFound."""
-    p = session.scalar(select(Proposal).where(Proposal.id == proposal_id)
-                       .options(selectinload(Proposal.options), selectinload(Proposal.groups)))
-    if p is None or not can_see(session, member, p):
+    # The visibility rule in the same query (what `can_see` checks separately): one statement fewer a page.
+    query = (select(Proposal).where(Proposal.id == proposal_id)
+             .options(selectinload(Proposal.options), selectinload(Proposal.groups)))
+    p = session.scalar(query if member.is_admin else query.where(_visible_to_member(member.id)))
+    if p is None:
         raise NotFound(proposal_id)
     return p
 

@@ -295,7 +295,9 @@ def live_result(session: Session, p: Proposal, options: list[Option]) -> dict[st
 
 def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetime | None = None) -> VotePanel:
     now = now or utcnow()
-    options = list(session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
+    loaded = p.__dict__.get("options")  # already loaded with the proposal on its page
+    options = list(loaded) if loaded is not None else list(
+        session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
     eligible = is_eligible(session, p.id, member_id) if p.state in (State.OPEN, State.CLOSED) else False
     voted = p.id in voted_proposal_ids(session, member_id, [p.id])
     choice = current_choice(session, p, member_id) if voted else None
