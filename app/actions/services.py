@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -618,10 +618,18 @@ def message_committed(session: Session, settings: Settings, step: ActionStep, *,
 
 # --- page views (the funnel's "opened the page") ---------------------------------------------------------------
 
+# Prebuilt and run on the session's connection: on every page view, a statement built per call cost more than the
+# query (docs/BENCHMARKS.md).
+_SEEN_PROPOSAL = select(PageView.id).where(PageView.member_id == bindparam("mid"),
+                                           PageView.proposal_id == bindparam("target")).limit(1)
+_SEEN_CAMPAIGN = select(PageView.id).where(PageView.member_id == bindparam("mid"),
+                                           PageView.campaign_id == bindparam("target")).limit(1)
+
+
 def seen(session: Session, member_id: int, *, proposal_id: int | None = None,
          campaign_id: int | None = None) -> bool:
-    where = PageView.proposal_id == proposal_id if proposal_id is not None else PageView.campaign_id == campaign_id
-    return session.scalar(select(PageView.id).where(PageView.member_id == member_id, where)) is not None
+    stmt, target = (_SEEN_PROPOSAL, proposal_id) if proposal_id is not None else (_SEEN_CAMPAIGN, campaign_id)
+    return session.connection().execute(stmt, {"mid": member_id, "target": target}).first() is not None
 
 
 def record_view(session: Session, member_id: int, *, proposal_id: int | None = None,

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from markupsafe import Markup
-from sqlalchemy import case, func, select, union_all
+from sqlalchemy import bindparam, case, func, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from app.comments.forms import CommentForm, new_form
@@ -329,8 +329,14 @@ class News:
 def settled_cursor(session: Session, now: dt.datetime) -> int:
     """The id of the newest comment (of any proposal) written more than SETTLE ago: every comment at or below it
     has committed."""
-    return session.scalar(select(Comment.id).where(Comment.created_at < now - SETTLE)
-                          .order_by(Comment.id.desc()).limit(1)) or 0
+    return session.connection().execute(_SETTLED, {"before": now - SETTLE}).scalar() or 0
+
+
+# Read on every proposal page: prebuilt, run on the session's connection (no ORM layer).
+_SETTLED = (select(Comment.id).where(Comment.created_at < bindparam("before", type_=Comment.created_at.type))
+            .order_by(Comment.id.desc()).limit(1))
+_COUNTS = select(CommentCount.paragraph, CommentCount.stance, CommentCount.n).where(
+    CommentCount.proposal_id == bindparam("pid"))
 
 
 def news(session: Session, acc: Access, p: Proposal, after: int, now: dt.datetime) -> News:
@@ -353,8 +359,7 @@ def counts(session: Session, p: Proposal) -> tuple[int, dict[str, int], dict[int
     """Comments with visible text: in all, top-level ones by stance, and per paragraph, from the handful of
     `comment_counts` rows the services keep (not by counting the comments)."""
     total, stances, per_paragraph = 0, {}, {}
-    for paragraph, stance, n in session.execute(select(CommentCount.paragraph, CommentCount.stance, CommentCount.n)
-                                                .where(CommentCount.proposal_id == p.id)):
+    for paragraph, stance, n in session.connection().execute(_COUNTS, {"pid": p.id}):
         total += n
         if stance and not paragraph:
             stances[stance] = stances.get(stance, 0) + n

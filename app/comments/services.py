@@ -20,8 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, true, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -148,15 +149,22 @@ class Access:
         return None
 
 
-def active_block(session: Session, member_id: int, now: dt.datetime) -> CommentBlock | None:
-    return session.scalar(select(CommentBlock).where(
-        CommentBlock.member_id == member_id, CommentBlock.lifted_at.is_(None), CommentBlock.until > now)
-        .order_by(CommentBlock.until.desc()).limit(1))
+# Read on every proposal page: prebuilt, run on the session's connection (no ORM layer).
+_ACTIVE_BLOCK = (select(CommentBlock.until, CommentBlock.reason)
+                 .where(CommentBlock.member_id == bindparam("mid"), CommentBlock.lifted_at.is_(None),
+                        CommentBlock.until > bindparam("now", type_=CommentBlock.until.type))
+                 .order_by(CommentBlock.until.desc()).limit(1))
+_CLOSED = select(CommentClosure.proposal_id).where(CommentClosure.proposal_id == bindparam("pid"))
+
+
+def active_block(session: Session, member_id: int, now: dt.datetime) -> Any:
+    """The member's current block (its `until` and `reason`), or None."""
+    return session.connection().execute(_ACTIVE_BLOCK, {"mid": member_id, "now": now}).first()
 
 
 def access(session: Session, me: CurrentMember, p: Proposal, now: dt.datetime | None = None) -> Access:
     now = now or utcnow()
-    closed = session.scalar(select(CommentClosure.proposal_id).where(CommentClosure.proposal_id == p.id))
+    closed = session.connection().execute(_CLOSED, {"pid": p.id}).scalar()
     block = active_block(session, me.id, now)
     return Access(member_id=me.id, is_admin=me.is_admin, now=now,
                   voting_open=p.state == State.OPEN and (p.closes_at is None or p.closes_at > now),

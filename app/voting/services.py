@@ -74,7 +74,7 @@ _KEY = select(BallotKey.key).where(BallotKey.proposal_id == bindparam("pid"))
 
 def ballot_key(session: Session, proposal_id: int) -> bytes | None:
     """The proposal's ballot key while voting is open; None before it opens and after it closes."""
-    return session.execute(_KEY, {"pid": proposal_id}).scalar()
+    return session.connection().execute(_KEY, {"pid": proposal_id}).scalar()
 
 
 # --- opening ---------------------------------------------------------------------------------------------------
@@ -190,19 +190,24 @@ def current_choice(session: Session, p: Proposal, member_id: int) -> object | No
     key = ballot_key(session, p.id) if p.state == State.OPEN else None
     if key is None:
         return None
-    return session.scalar(select(Ballot.choice).where(Ballot.proposal_id == p.id,
-                                                      Ballot.voter_ref == voter_ref(key, member_id)))
+    return session.connection().execute(_CHOICE, {"pid": p.id, "ref": voter_ref(key, member_id)}).scalar()
+
+
+# The proposal page's per-member look-ups: prebuilt, and run on the session's connection (no ORM layer).
+_CHOICE = select(Ballot.choice).where(Ballot.proposal_id == bindparam("pid"), Ballot.voter_ref == bindparam("ref"))
+_VOTED = select(Participation.proposal_id).where(
+    Participation.member_id == bindparam("mid"), Participation.proposal_id.in_(bindparam("pids", expanding=True)))
+_TURNOUT = select(func.count()).select_from(Participation).where(Participation.proposal_id == bindparam("pid"))
 
 
 def voted_proposal_ids(session: Session, member_id: int, proposal_ids: list[int]) -> set[int]:
     if not proposal_ids:
         return set()
-    return set(session.scalars(select(Participation.proposal_id).where(
-        Participation.member_id == member_id, Participation.proposal_id.in_(proposal_ids))))
+    return set(session.connection().execute(_VOTED, {"mid": member_id, "pids": list(proposal_ids)}).scalars())
 
 
 def is_eligible(session: Session, proposal_id: int, member_id: int) -> bool:
-    return session.execute(_ELIGIBLE, {"pid": proposal_id, "mid": member_id}).first() is not None
+    return session.connection().execute(_ELIGIBLE, {"pid": proposal_id, "mid": member_id}).first() is not None
 
 
 # --- the panel on the proposal page ----------------------------------------------------------------------------
@@ -273,8 +278,7 @@ def tally_view(session: Session, p: Proposal, member_id: int, *, voted: bool | N
                 options = list(session.scalars(select(Option).where(Option.proposal_id == p.id)
                                                .order_by(Option.position)))
             tally_data = live_result(session, p, options)
-    turnout = session.scalar(select(func.count()).select_from(Participation).where(
-        Participation.proposal_id == p.id)) or 0
+    turnout = session.connection().execute(_TURNOUT, {"pid": p.id}).scalar() or 0
     return TallyView(proposal=p, show_tally=show, tally=tally_data, turnout=turnout)
 
 
@@ -287,7 +291,7 @@ _LIVE_COUNTS = (select(_CHOICE_TEXT, func.count()).where(Ballot.proposal_id == b
 
 
 def live_result(session: Session, p: Proposal, options: list[Option]) -> dict[str, Any]:
-    groups = [(json.loads(text), n) for text, n in session.execute(_LIVE_COUNTS, {"pid": p.id})]
+    groups = [(json.loads(text), n) for text, n in session.connection().execute(_LIVE_COUNTS, {"pid": p.id})]
     ballots = sum(n for _, n in groups)
     return build_result(p, ballot_rules.count_groups(p, [(o.id, o.label) for o in options], groups,
                                                      eligible=max(p.eligible_count, ballots)))
