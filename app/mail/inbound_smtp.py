@@ -11,7 +11,6 @@ that is dropped on purpose).
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
 
 from aiosmtpd.smtp import SMTP as SMTPServer
@@ -21,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.db import Database, run_db
 from app.mail import inbound
 from app.mail.reply_address import ReplyToken
-from app.mail.sink import _Controller as BoundController
+from app.mail.sink import start_smtp_server
 from app.settings import Settings
 
 log = logging.getLogger("plenary.mail.inbound")
@@ -76,26 +75,11 @@ class InboundServer:
             raise RuntimeError("the inbound server is already running")
         host = host if host is not None else self.settings.inbound_host
         port = port if port is not None else self.settings.inbound_port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        controller = BoundController(
-            InboundHandler(self.db, self.settings), sock, ready_timeout=10.0,
+        self._controller, self.port = start_smtp_server(
+            InboundHandler(self.db, self.settings), host, port,
             server_hostname=self.settings.reply_to_domain or "plenary-inbound",
             data_size_limit=self.settings.inbound_max_kb * 1024, enable_SMTPUTF8=True,
         )
-        try:
-            controller.start()
-        except BaseException:
-            sock.close()
-            raise
-        self._controller = controller
-        self.port = sock.getsockname()[1]
         return self.port
 
     def stop(self) -> None:

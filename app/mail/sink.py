@@ -62,6 +62,27 @@ class _Controller(Controller):
         return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
 
 
+def start_smtp_server(handler: Any, host: str, port: int, **kwargs: Any) -> tuple[_Controller, int]:
+    """Bind host:port (0 = any free port), then serve `handler` there with aiosmtpd in a thread of its own.
+    Returns the running controller and the port; on any failure the socket is closed. `kwargs` go to aiosmtpd's
+    Controller (server_hostname, data_size_limit, ...). The sink and `plenary inbound` both start this way."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    controller = _Controller(handler, sock, ready_timeout=10.0, **kwargs)
+    try:
+        controller.start()
+    except BaseException:
+        sock.close()
+        raise
+    return controller, sock.getsockname()[1]
+
+
 class SmtpSink:
     """`start()` it, read `.messages`, wait with `wait_for(n)`, then `stop()` it (a restart is allowed)."""
 
@@ -88,22 +109,8 @@ class SmtpSink:
         """Listen on host:port (0 = any free port) and return the port."""
         if self._controller is not None:
             raise RuntimeError("the SMTP sink is already running")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        controller = _Controller(_Handler(self), sock, server_hostname="plenary-sink", ready_timeout=10.0)
-        try:
-            controller.start()
-        except BaseException:
-            sock.close()
-            raise
-        self._controller = controller
-        self.host, self.port = host, sock.getsockname()[1]
+        self._controller, port = start_smtp_server(_Handler(self), host, port, server_hostname="plenary-sink")
+        self.host, self.port = host, port
         return self.port
 
     def stop(self) -> None:
