@@ -28,8 +28,7 @@ from app.actions.services import (
     when_text,
 )
 from app.db import utcnow
-from app.mail.bulk import Outcome, Recipient, Slots, mail_audience
-from app.mail.headers import bulk_headers, unsubscribe_token, unsubscribe_url
+from app.mail.bulk import Outcome, Recipient, Slots, mail_audience, personal_links
 from app.mail.models import Mode
 from app.mail.policy import plan
 from app.members.guard import audit
@@ -150,14 +149,10 @@ def announce(session: Session, settings: Settings, c: Campaign, *, now: dt.datet
                "name": slots["name"], "unsubscribe_link": slots["unsubscribe"],
                "preferences_link": settings.url("/profile#mail")}
 
-    def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
-        token = unsubscribe_token(settings, r.member_id, PREFERENCE_KIND)
-        return ({"name": r.name, "unsubscribe": unsubscribe_url(settings, token)},
-                bulk_headers(settings, org_name=org_name, token=token))
-
     rule = plan(session, PREFERENCE_KIND, audience, now=now)
     return mail_audience(session, settings, kind=MAIL_KIND, context=context, slots=slots,
-                         dedupe=f"campaign:{c.id}", recipients=recipients, plan=rule, personal=personal,
+                         dedupe=f"campaign:{c.id}", recipients=recipients, plan=rule,
+                         personal=personal_links(settings, kind=PREFERENCE_KIND, org_name=org_name),
                          digest_key=digest_key(c.id))
 
 

@@ -563,8 +563,7 @@ def message_committed(session: Session, settings: Settings, step: ActionStep, *,
     """
     import dataclasses
 
-    from app.mail.bulk import Recipient, Slots, mail_audience
-    from app.mail.headers import bulk_headers, unsubscribe_token, unsubscribe_url
+    from app.mail.bulk import Recipient, Slots, mail_audience, personal_links
     from app.mail.models import Mode
     from app.mail.policy import plan
 
@@ -595,11 +594,6 @@ def message_committed(session: Session, settings: Settings, step: ActionStep, *,
                "url": step_url(settings, step), "name": slots["name"], "unsubscribe_link": slots["unsubscribe"],
                "preferences_link": settings.url("/profile#mail")}
 
-    def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
-        token = unsubscribe_token(settings, r.member_id, PREFERENCE_KIND)
-        return ({"name": r.name, "unsubscribe": unsubscribe_url(settings, token)},
-                bulk_headers(settings, org_name=org_name, token=token))
-
     rule = plan(session, PREFERENCE_KIND, audience, now=now)
     no_digest = dataclasses.replace(
         rule, defaults=dataclasses.replace(rule.defaults, weekly_budget=0,
@@ -609,7 +603,8 @@ def message_committed(session: Session, settings: Settings, step: ActionStep, *,
         modes={k: Mode.IMMEDIATELY if v == Mode.DIGEST else v for k, v in rule.modes.items()})
     outcome = mail_audience(session, settings, kind="action_message", context=context, slots=slots,
                             dedupe=f"step{step.id}:{secrets.token_hex(6)}", recipients=recipients,
-                            plan=no_digest, personal=personal)
+                            plan=no_digest,
+                            personal=personal_links(settings, kind=PREFERENCE_KIND, org_name=org_name))
     if actor_id is not None:
         audit(session, "step.message", actor_id=actor_id, ip=ip, object_type="action_step", object_id=step.id,
               summary=f"Message to volunteers: {subject[:100]}", recipients=outcome.sent)

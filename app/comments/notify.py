@@ -29,8 +29,7 @@ from sqlalchemy import Select, delete, select, union
 from sqlalchemy.orm import Session
 
 from app.comments.models import Comment, Notification
-from app.mail.bulk import Recipient, Slots, mail_audience
-from app.mail.headers import bulk_header_maker, unsubscribe_token, unsubscribe_url
+from app.mail.bulk import Recipient, Slots, mail_audience, personal_links
 from app.mail.models import DigestItem, OutboxMessage, OutboxStatus
 from app.mail.policy import COMMENT_KINDS, plan
 from app.mail.reply_address import reply_headers
@@ -120,14 +119,13 @@ def _mail(session: Session, settings: Settings, p: Proposal, c: Comment, kind: s
         "link": settings.url(thread_path(c)), "proposal_link": settings.url(f"/proposals/{p.id}"),
         "can_reply": open_now and settings.reply_to_domain is not None,
     }
-    bulk = bulk_header_maker(settings, org_name=org_name, public_id=p.public_id)
+    base = personal_links(settings, kind=kind, org_name=org_name, public_id=p.public_id)
 
     def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
-        token = unsubscribe_token(settings, r.member_id, kind)
-        headers = bulk(token)
+        values, headers = base(r)
         if open_now:
-            headers = headers | reply_headers(settings, member_id=r.member_id, proposal_id=p.id, comment_id=c.id)
-        return {"name": r.name, "unsubscribe": unsubscribe_url(settings, token)}, headers
+            headers |= reply_headers(settings, member_id=r.member_id, proposal_id=p.id, comment_id=c.id)
+        return values, headers
 
     mail_audience(session, settings, kind=kind, context=context, slots=slots, dedupe=f"comment:{c.id}",
                   recipients=recipients, plan=plan(session, kind, audience, now=now),

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.mail.headers import mail_domain
+from app.mail.headers import bulk_header_maker, mail_domain, unsubscribe_token, unsubscribe_url
 from app.mail.models import DigestItem, OutboxMessage
 from app.mail.outbox import message_row, one_line
 from app.mail.policy import Decision, Plan
@@ -42,6 +42,19 @@ class Recipient:
     member_id: int
     email: str
     name: str
+
+
+def personal_links(settings: Settings, *, kind: str, org_name: str,
+                   public_id: str | None = None) -> Callable[[Recipient], tuple[dict[str, str], dict[str, str]]]:
+    """`mail_audience`'s `personal` for most mailings: each member's name and one-click unsubscribe link (from
+    `kind`'s preference) as slot values, and the bulk headers with that link (threaded by `public_id`)."""
+    headers = bulk_header_maker(settings, org_name=org_name, public_id=public_id)
+
+    def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
+        token = unsubscribe_token(settings, r.member_id, kind)
+        return {"name": r.name, "unsubscribe": unsubscribe_url(settings, token)}, headers(token)
+
+    return personal
 
 
 @dataclass

@@ -26,8 +26,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.mail.bulk import Outcome, Recipient, Slots, mail_audience
-from app.mail.headers import bulk_header_maker, thread_headers, unsubscribe_token, unsubscribe_url
+from app.mail.bulk import Outcome, Recipient, Slots, mail_audience, personal_links
+from app.mail.headers import thread_headers
 from app.mail.models import OutboxMessage, ProposalReminder
 from app.mail.outbox import enqueue
 from app.mail.policy import plan, unsubscribed_from_all
@@ -93,16 +93,15 @@ def _personal(settings: Settings, p: Proposal, org_name: str, kind: str, extra: 
               reply_to: bool = False) -> Any:
     """Each member's slot values and headers; `reply_to`: a Reply-To with the member's own reply address, so
     answering the email posts a comment on the proposal (app/mail/inbound.py)."""
-    headers = bulk_header_maker(settings, org_name=org_name, public_id=p.public_id)
+    base = personal_links(settings, kind=kind, org_name=org_name, public_id=p.public_id)
 
     def personal(r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
-        token = unsubscribe_token(settings, r.member_id, kind)
-        values = {"name": r.name, "unsubscribe": unsubscribe_url(settings, token)}
+        values, headers = base(r)
         if extra is not None:
             values |= extra(r)
         if reply_to:
-            return values, headers(token) | reply_headers(settings, member_id=r.member_id, proposal_id=p.id)
-        return values, headers(token)
+            headers |= reply_headers(settings, member_id=r.member_id, proposal_id=p.id)
+        return values, headers
 
     return personal
 

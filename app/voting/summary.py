@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.actions.models import ActionStep, Kind
+from app.actions.services import when_text
 from app.comments.models import Comment, CommentKind, Stance
 from app.members.models import Member
 from app.proposals.models import Proposal
@@ -44,20 +44,10 @@ def strongest_arguments(session: Session, settings: Settings, p: Proposal,
     return out
 
 
-def _when(step: ActionStep, tz: str) -> str:
-    if step.starts_at is None:
-        return ""
-    start = step.starts_at.astimezone(ZoneInfo(tz))
-    text = f"{start:%A} {start.day} {start:%B %Y}, {start:%H:%M}"
-    if step.ends_at is not None:
-        text += f"–{step.ends_at.astimezone(ZoneInfo(tz)):%H:%M}"
-    return f"{text} ({tz})"
-
-
 def _detail(step: ActionStep, tz: str) -> str:
     parts: list[str] = []
     if step.kind == Kind.SHIFT:
-        parts += [_when(step, tz), step.place]
+        parts += [when_text(step, tz), step.place]
         if step.capacity:
             parts.append(f"{step.capacity} places")
     elif step.kind == Kind.PLEDGE and step.goal:
