@@ -494,17 +494,25 @@ def update_step(session: Session, settings: Settings, step_id: int, data: StepDa
     told = 0
     if step.kind == Kind.SHIFT and moved:
         step.sequence += 1
-        for c in session.scalars(select(Commitment).where(
-                Commitment.step_id == step.id,
-                Commitment.status.in_((CommitmentStatus.COMMITTED, CommitmentStatus.WAITLISTED)))
-                .order_by(Commitment.id)):
-            told += _mail(session, settings, step, c, event="updated", now=now,
-                          calendar=c.status == CommitmentStatus.COMMITTED)
+        told = _tell_everyone(session, settings, step, event="updated", now=now)
     promoted = promote_all(session, settings, step, now=now)  # a larger capacity lets waiting members in
     if actor_id is not None:
         audit(session, "step.update", actor_id=actor_id, ip=ip, object_type="action_step", object_id=step.id,
               summary=f"Action step changed: {step.title}", told=told, promoted=promoted)
     return step
+
+
+def _tell_everyone(session: Session, settings: Settings, step: ActionStep, *, event: str, now: dt.datetime) -> int:
+    """Mail every member still in or waiting about a change to the step (with a calendar file for those in).
+    Returns how many were told."""
+    told = 0
+    for c in session.scalars(select(Commitment).where(
+            Commitment.step_id == step.id,
+            Commitment.status.in_((CommitmentStatus.COMMITTED, CommitmentStatus.WAITLISTED)))
+            .order_by(Commitment.id)):
+        told += _mail(session, settings, step, c, event=event, now=now,
+                      calendar=c.status == CommitmentStatus.COMMITTED)
+    return told
 
 
 def delete_step(session: Session, settings: Settings, step_id: int, *, now: dt.datetime | None = None,
@@ -515,13 +523,7 @@ def delete_step(session: Session, settings: Settings, step_id: int, *, now: dt.d
     step = _locked_step(session, step_id)
     if step is None:
         raise NotFound()
-    told = 0
-    for c in session.scalars(select(Commitment).where(
-            Commitment.step_id == step.id,
-            Commitment.status.in_((CommitmentStatus.COMMITTED, CommitmentStatus.WAITLISTED)))
-            .order_by(Commitment.id)):
-        told += _mail(session, settings, step, c, event="cancelled", now=now,
-                      calendar=c.status == CommitmentStatus.COMMITTED)
+    told = _tell_everyone(session, settings, step, event="cancelled", now=now)
     if actor_id is not None:
         audit(session, "step.delete", actor_id=actor_id, ip=ip, object_type="action_step", object_id=step.id,
               summary=f"Action step deleted: {step.title}", told=told, proposal_id=step.proposal_id,
