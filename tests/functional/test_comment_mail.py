@@ -267,6 +267,24 @@ def test_the_digest_leaves_out_a_comment_hidden_after_it_was_folded(mail_app, ma
         assert build_digest(s, mail, mia.id, now=utcnow()) is False
 
 
+def test_a_digest_with_comments_lists_them_in_its_body_and_keeps_a_plain_title(mail_app, mail, db, people, proposal):
+    from app.mail.digest import build_digest
+
+    mia, olu = people["mia"], people["olu"]
+    save_prefs(mail_app, mia, comment_reply="digest")
+    top = post(mail_app, mia, proposal, "Mia's comment.")
+    post(mail_app, olu, proposal, "A folded reply worth reading.", parent_id=str(top))
+    with db.begin() as s:
+        assert build_digest(s, mail, mia.id, now=utcnow()) is True
+    with db.read() as s:
+        html = s.scalar(select(OutboxMessage.html_body).where(OutboxMessage.kind == "digest",
+                                                                OutboxMessage.member_id == mia.id))
+    title = re.search(r"<title>(.*?)</title>", html, flags=re.S)
+    assert title is not None and "<" not in title.group(1) and "digest" in title.group(1)
+    body = html[html.index("<body"):]
+    assert body.count("A folded reply worth reading.") == 1 and html.count("A folded reply worth reading.") == 1
+
+
 def test_announcements_carry_a_reply_address_only_when_replies_are_on(settings, db, admin, member, smtp_sink):
     for domain, expected in ((REPLY_DOMAIN, True), ("off", False), ("", False)):
         smtp_sink.clear()
