@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
 
 from app.settings import ROOT
 from tests.browser.harness import free_port, in_ci
@@ -47,21 +45,11 @@ def require_postgresql() -> str:
 @contextlib.contextmanager
 def fresh_postgresql() -> Iterator[str]:
     """A new, migrated PostgreSQL database, dropped afterwards (connections and all)."""
-    from tests.conftest import alembic_config
+    from tests.conftest import alembic_config, scratch_pg_database
 
-    base = make_url(require_postgresql())
-    name = f"plenary_cluster_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_pg_database("plenary_cluster", require_postgresql()) as url:
         command.upgrade(alembic_config(url), "head")
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass

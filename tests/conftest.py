@@ -7,6 +7,7 @@ migrates it once, and empties every table between tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -49,20 +50,29 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def _pg_database() -> Iterator[str]:
-    base = make_url(PG_URL)
-    name = f"plenary_test_{os.getpid()}_{secrets.token_hex(3)}"
+@contextlib.contextmanager
+def scratch_pg_database(prefix: str, server_url: str = "") -> Iterator[str]:
+    """A new empty PostgreSQL database on the server of `server_url` (default PLENARY_TEST_DATABASE_URL), named
+    `<prefix>_<pid>_<random>`; its URL is yielded, and it is dropped afterwards, connections and all."""
+    base = make_url(server_url or PG_URL)
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     # NullPool: no idle admin connection lingers for the whole session (or gets collected mid-run unclosed).
     admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    command.upgrade(alembic_config(url), "head")
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_database() -> Iterator[str]:
+    with scratch_pg_database("plenary_test") as url:
+        command.upgrade(alembic_config(url), "head")
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

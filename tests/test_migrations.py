@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, make_url, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import create_engine, inspect, text
 
 from app.models import metadata
-from tests.conftest import PG_URL, alembic_config
+from tests.conftest import PG_URL, alembic_config, scratch_pg_database
 
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))
@@ -20,15 +16,8 @@ def empty_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/migrations.db"
         return
-    base = make_url(PG_URL)
-    name = f"plenary_mig_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_pg_database("plenary_mig") as url:
+        yield url
 
 
 def tables(url: str) -> set[str]:

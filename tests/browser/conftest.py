@@ -43,7 +43,7 @@ from tests.browser.harness import (
     stop_server,
     wait_until_healthy,
 )
-from tests.conftest import BACKENDS, PG_URL
+from tests.conftest import BACKENDS
 
 
 @contextlib.contextmanager
@@ -52,20 +52,10 @@ def empty_database(backend: str) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
-    from sqlalchemy import create_engine, make_url, text
-    from sqlalchemy.pool import NullPool
+    from tests.conftest import scratch_pg_database
 
-    base = make_url(PG_URL)
-    name = f"plenary_browser_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_pg_database("plenary_browser") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -9,7 +9,6 @@ and the snapshot is consistent (every ballot has its participation, the comment 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -19,8 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, make_url, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, make_url, select
 
 from app.comments.models import Comment, CommentCount
 from app.db import Database
@@ -28,7 +26,7 @@ from app.main import create_app
 from app.members.auth import start_session
 from app.settings import ROOT, Settings
 from app.voting.models import Ballot, Participation
-from tests.conftest import PASSWORD, PG_URL, Client
+from tests.conftest import PASSWORD, PG_URL, Client, scratch_pg_database
 from tests.factories import make_comment, make_member, make_proposal
 from tests.live import send
 
@@ -167,17 +165,8 @@ def test_sqlite_backup_while_writing_and_restore(db, settings, org, live_server,
 
 @pytest.fixture
 def empty_pg_database(database_url: str) -> Iterator[str]:
-    base = make_url(database_url)
-    name = f"plenary_restore_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_pg_database("plenary_restore", database_url) as url:
+        yield url
 
 
 @POSTGRESQL_ONLY
