@@ -20,7 +20,7 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -28,12 +28,12 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.mail.bulk import Outcome, Recipient, Slots, mail_audience, personal_links
 from app.mail.headers import thread_headers
-from app.mail.models import OutboxMessage, ProposalReminder
+from app.mail.models import MemberMailSettings, OutboxMessage, ProposalReminder
 from app.mail.outbox import enqueue
-from app.mail.policy import plan, unsubscribed_from_all
+from app.mail.policy import plan
 from app.mail.reply_address import reply_headers
 from app.markdown import render_markdown
-from app.members.models import Member, Status
+from app.members.models import Member, Organization, Status
 from app.proposals.models import Option, Proposal, State
 from app.settings import Settings
 from app.voting import ballots as ballot_rules
@@ -207,33 +207,52 @@ def run_due_reminders(db: Any, settings: Settings, *, now: dt.datetime | None = 
 
 # --- the vote confirmation -------------------------------------------------------------------------------------
 
+# Whether a confirmation went to this member about this proposal within the hour, whether they take no email at
+# all, and the organization's name and time zone: one statement, prebuilt, for every cast.
+_CONFIRM_FACTS = select(
+    select(OutboxMessage.id).where(
+        OutboxMessage.member_id == bindparam("mid"), OutboxMessage.kind == "vote_confirmation",
+        OutboxMessage.dedupe_key.like(bindparam("prefix"), escape="\\"),
+        OutboxMessage.created_at > bindparam("since")).exists(),
+    select(MemberMailSettings.unsubscribed_all).where(MemberMailSettings.member_id == bindparam("mid"))
+    .scalar_subquery(),
+    select(Organization.name).where(Organization.id == 1).scalar_subquery(),
+    select(Organization.time_zone).where(Organization.id == 1).scalar_subquery(),
+)
+_MEMBER_ADDRESS = select(Member.email, Member.name).where(Member.id == bindparam("mid"))
+
+
 def confirm_vote(session: Session, settings: Settings, p: Proposal, *, member_id: int, choice: object,
-                 now: dt.datetime | None = None) -> bool:
-    """Queue "your vote was recorded" (see the module's docstring for how often). Returns whether it was."""
+                 now: dt.datetime | None = None, options: list[Option] | None = None,
+                 member: tuple[str, str] | None = None) -> bool:
+    """Queue "your vote was recorded" (see the module's docstring for how often). Returns whether it was.
+    `options` (the proposal's, in order) and `member` (email, name) save their look-ups when the caller has
+    them."""
     now = now or utcnow()
-    prefix = f"vote_confirmation:proposal:{p.id}:"
-    recent = session.scalar(select(OutboxMessage.id).where(
-        OutboxMessage.member_id == member_id, OutboxMessage.kind == "vote_confirmation",
-        OutboxMessage.dedupe_key.startswith(prefix, autoescape=True), OutboxMessage.created_at > now - CONFIRM_EVERY,
-    ).limit(1))
-    if recent is not None or unsubscribed_from_all(session, member_id):
+    conn = session.connection()
+    prefix = f"vote_confirmation:proposal:{p.id}:".replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    recent, unsubscribed, org_name, tz = conn.execute(_CONFIRM_FACTS, {
+        "mid": member_id, "prefix": prefix + "%", "since": now - CONFIRM_EVERY}).one()
+    if recent or unsubscribed:
         return False
-    member = session.get(Member, member_id)
     if member is None:
-        return False
-    org_name, tz = org_name_and_tz(session)
+        member = conn.execute(_MEMBER_ADDRESS, {"mid": member_id}).first()
+        if member is None:
+            return False
+    email, name = member
+    org_name, tz = org_name or "Plenary", tz or "UTC"
     choice_text = ""
     if not p.secret:
-        labels = {str(o.id): o.label for o in _options(session, p)}
+        labels = {str(o.id): o.label for o in (options if options is not None else _options(session, p))}
         canonical = "__none__" if choice == "none" else choice
         choice_text = ballot_rules.describe(canonical, labels, p.method)
-    context = {"org_name": org_name, "name": member.name, "title": p.title, "secret": p.secret,
+    context = {"org_name": org_name, "name": name, "title": p.title, "secret": p.secret,
                "choice": choice_text, "deadline": deadline_text(p.closes_at, tz),
                "link": settings.url(f"/proposals/{p.id}"), "preferences_link": settings.url("/profile#mail")}
     # One hour per key: the rolling check above spaces confirmations; the key stops two racing casts.
     hour = int(now.timestamp() // 3600)
-    return enqueue(session, settings, kind="vote_confirmation", to_addr=member.email, to_name=member.name,
-                   member_id=member.id, context=context, dedupe=f"proposal:{p.id}:h{hour}",
+    return enqueue(session, settings, kind="vote_confirmation", to_addr=email, to_name=name,
+                   member_id=member_id, context=context, dedupe=f"proposal:{p.id}:h{hour}",
                    headers={"Auto-Submitted": "auto-generated", **thread_headers(settings, p.public_id)})
 
 

@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, delete, func, insert, literal, select
+from sqlalchemy import Connection, Text, bindparam, cast, delete, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -139,50 +139,80 @@ def open_proposal(session: Session, settings: Settings, proposal_id: int, *, now
 class CastResult:
     receipt: str
     changed: bool
+    choice: object = None  # the canonical choice stored
 
 
 _ELIGIBLE = select(Eligibility.member_id).where(Eligibility.proposal_id == bindparam("pid"),
                                                 Eligibility.member_id == bindparam("mid"))
 _OPTION_IDS = select(Option.id).where(Option.proposal_id == bindparam("pid")).order_by(Option.position)
+# What a cast needs to know besides the proposal, in one statement: the open ballot's key and whether the member
+# is eligible.
+_CAST_FACTS = select(
+    select(BallotKey.key).where(BallotKey.proposal_id == bindparam("pid")).scalar_subquery(),
+    select(Eligibility.member_id).where(Eligibility.proposal_id == bindparam("pid"),
+                                        Eligibility.member_id == bindparam("mid")).exists(),
+)
+
+
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """The two writes of a cast, prebuilt per dialect: the participation row (kept if it exists, and saying
+    whether it was new) and the ballot (one per voter reference; a second cast replaces its choice and receipt)."""
+    built = _UPSERTS.get(dialect)
+    if built is None:
+        ins = sqlite_insert if dialect == "sqlite" else pg_insert
+        participation = (ins(Participation).values(
+            proposal_id=bindparam("pid"), member_id=bindparam("mid"), voted_on=bindparam("day"),
+            via=bindparam("via"))
+            .on_conflict_do_nothing(index_elements=["proposal_id", "member_id"]).returning(Participation.member_id))
+        ballot = ins(Ballot).values(
+            id=bindparam("bid"), proposal_id=bindparam("pid"), voter_ref=bindparam("ref"),
+            choice=bindparam("choice", type_=Ballot.__table__.c.choice.type), receipt_hash=bindparam("rh"),
+            voter_id=bindparam("voter"))
+        ballot = ballot.on_conflict_do_update(
+            index_elements=["proposal_id", "voter_ref"],
+            set_={"choice": ballot.excluded.choice, "receipt_hash": ballot.excluded.receipt_hash})
+        built = _UPSERTS[dialect] = (participation, ballot)
+    return built
+
+
+_UPSERTS: dict[str, tuple[Any, Any]] = {}
 
 
 def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, member_id: int, raw_choice: object,
-                via: str = "web", now: dt.datetime | None = None) -> CastResult:
+                via: str = "web", now: dt.datetime | None = None,
+                option_ids: list[int] | None = None) -> CastResult:
     """Record or replace a member's ballot. One ballot per member is the unique (proposal, voter_ref) key;
-    two racing submissions both upsert the same row, so exactly one ballot remains."""
+    two racing submissions both upsert the same row, so exactly one ballot remains.
+
+    Four statements when the proposal is already loaded in the session and the caller passes its `option_ids`:
+    the key and eligibility in one, the option ids when not given, the participation and the ballot."""
     now = now or utcnow()
     p = session.get(Proposal, proposal_id)
     if p is None:
         raise VotingError("No such proposal.", 404)
-    key = ballot_key(session, p.id) if p.state == State.OPEN else None
-    if key is None:
+    conn = session.connection()
+    key, eligible = conn.execute(_CAST_FACTS, {"pid": p.id, "mid": member_id}).one()
+    if p.state != State.OPEN or key is None:
         raise VotingError("Voting has not opened yet." if p.state in (State.DRAFT, State.SCHEDULED)
                           else "Voting on this proposal has closed.")
     if p.closes_at is not None and p.closes_at <= now:
         raise VotingError("Voting on this proposal has closed.")
-    if session.execute(_ELIGIBLE, {"pid": p.id, "mid": member_id}).first() is None:
+    if not eligible:
         raise VotingError("You are not eligible to vote on this proposal: it was put to other members.", 403)
-    option_ids = list(session.scalars(_OPTION_IDS, {"pid": p.id}))
+    if option_ids is None:
+        option_ids = list(conn.execute(_OPTION_IDS, {"pid": p.id}).scalars())
     try:
         choice = ballot_rules.check_choice(p, option_ids, raw_choice)
     except BallotError as exc:
         raise VotingError(str(exc), 400) from exc
     receipt = new_receipt()
-    dialect = session.get_bind().dialect.name
-    ins = sqlite_insert if dialect == "sqlite" else pg_insert
-    new = session.execute(
-        ins(Participation).values(proposal_id=p.id, member_id=member_id, voted_on=now.date(), via=via)
-        .on_conflict_do_nothing(index_elements=["proposal_id", "member_id"]).returning(Participation.member_id)
-    ).first() is not None
-    stmt = ins(Ballot).values(
-        id=secrets.token_bytes(16), proposal_id=p.id, voter_ref=voter_ref(key, member_id),
-        choice=choice, receipt_hash=receipt_hash(receipt),
-        voter_id=None if p.secret else member_id)
-    session.execute(stmt.on_conflict_do_update(
-        index_elements=["proposal_id", "voter_ref"],
-        set_={"choice": stmt.excluded.choice, "receipt_hash": stmt.excluded.receipt_hash}))
+    participation, ballot = _upserts(conn.dialect.name)
+    new = conn.execute(participation, {"pid": p.id, "mid": member_id, "day": now.date(), "via": via}).first()
+    conn.execute(ballot, {"bid": secrets.token_bytes(16), "pid": p.id, "ref": voter_ref(key, member_id),
+                          "choice": choice, "rh": receipt_hash(receipt),
+                          "voter": None if p.secret else member_id})
     live.announce(session, live.TALLY, p.id)  # open pages refresh their tally once this commits
-    return CastResult(receipt=receipt, changed=not new)
+    return CastResult(receipt=receipt, changed=new is None, choice=choice)
 
 
 def current_choice(session: Session, p: Proposal, member_id: int) -> object | None:
@@ -290,11 +320,23 @@ _LIVE_COUNTS = (select(_CHOICE_TEXT, func.count()).where(Ballot.proposal_id == b
                 .group_by(_CHOICE_TEXT))
 
 
-def live_result(session: Session, p: Proposal, options: list[Option]) -> dict[str, Any]:
-    groups = [(json.loads(text), n) for text, n in session.connection().execute(_LIVE_COUNTS, {"pid": p.id})]
+def live_result(session: Session | Connection, p: Proposal, options: list[Option]) -> dict[str, Any]:
+    conn = session.connection() if isinstance(session, Session) else session
+    groups = [(json.loads(text), n) for text, n in conn.execute(_LIVE_COUNTS, {"pid": p.id})]
     ballots = sum(n for _, n in groups)
     return build_result(p, ballot_rules.count_groups(p, [(o.id, o.label) for o in options], groups,
                                                      eligible=max(p.eligible_count, ballots)))
+
+
+def panel_after_cast(conn: Connection, p: Proposal, options: list[Option], choice: object) -> VotePanel:
+    """The vote panel of a member whose ballot (`choice`, canonical) has just committed: eligible, voted, and
+    the turnout and tally as they are now, read on a bare connection (two prebuilt statements)."""
+    labels = {str(o.id): o.label for o in options}
+    show = tally_visible(p, voted=True)
+    return VotePanel(proposal=p, options=options, eligible=True, voted=True, choice=choice,
+                     choice_text=ballot_rules.describe(choice, labels, p.method), can_vote=True, reason="",
+                     show_tally=show, tally=live_result(conn, p, options) if show else None,
+                     turnout=conn.execute(_TURNOUT, {"pid": p.id}).scalar() or 0)
 
 
 def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetime | None = None) -> VotePanel:

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from app import htmx, web
 from app.db import run_db
 from app.proposals.models import Option, Proposal, State
+from app.proposals.queries import NotFound, get_visible
 from app.templating import render, see_other
 from app.voting import ballots as ballot_rules
 from app.voting import notify, services
@@ -39,24 +40,35 @@ async def cast(request: Request) -> Response:
     me = web.require_member(request)
     proposal_id = request.path_params["proposal_id"]
     data = await web.form(request)
+    settings = web.settings(request)
+    db = web.db(request)
 
     def do() -> tuple[services.VotePanel, str | None, str | None, int]:
-        with web.db(request).begin() as s:
-            p = _visible(s, request, proposal_id)
-            option_ids = [o.id for o in s.query(Option).filter(Option.proposal_id == p.id)
-                          .order_by(Option.position)]
+        # The proposal with its options, visibility checked in the same query; then the cast's own four
+        # statements and the confirmation's one or two, in one transaction.
+        with db.begin() as s:
+            try:
+                p = get_visible(s, me, proposal_id, groups=False)
+            except NotFound:
+                raise HTTPException(404) from None
+            options = list(p.options)
+            option_ids = [o.id for o in options]
             try:
                 raw = ballot_rules.choice_from_form(p.method, option_ids, data, data.getlist)
-                result = services.cast_ballot(s, web.settings(request), proposal_id=p.id, member_id=me.id,
-                                              raw_choice=raw)
-                notify.confirm_vote(s, web.settings(request), p, member_id=me.id, choice=raw)
+                result = services.cast_ballot(s, settings, proposal_id=p.id, member_id=me.id, raw_choice=raw,
+                                              option_ids=option_ids)
+                notify.confirm_vote(s, settings, p, member_id=me.id, choice=raw, options=options,
+                                    member=(me.email, me.name))
             except ballot_rules.BallotError as exc:
                 error, status, receipt = str(exc), 400, None
             except VotingError as exc:
                 error, status, receipt = str(exc), exc.status, None
             else:
                 error, status, receipt = None, 200, result.receipt
-        with web.db(request).read() as s:
+        if error is None:
+            with db.read_connection() as conn:
+                return services.panel_after_cast(conn, p, options, result.choice), None, receipt, status
+        with db.read() as s:
             p = s.get(Proposal, proposal_id)
             panel = services.vote_panel(s, p, me.id)
         return panel, error, receipt, status
