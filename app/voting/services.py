@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Text, bindparam, cast, delete, func, insert, literal, select
+from sqlalchemy import Connection, Text, bindparam, cast, delete, func, insert, literal, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -316,13 +316,20 @@ def tally_view(session: Session, p: Proposal, member_id: int, *, voted: bool | N
 # ballot. The JSON is grouped as text: PostgreSQL's json type has no equality, and equal choices are stored as
 # equal text (a score ballot's keys in another order only makes a second group, counted the same).
 _CHOICE_TEXT = cast(Ballot.choice, Text)
-_LIVE_COUNTS = (select(_CHOICE_TEXT, func.count()).where(Ballot.proposal_id == bindparam("pid"))
-                .group_by(_CHOICE_TEXT))
+# SQLite stores JSON as text already: grouping by the bare column lets it read the tally from the
+# (proposal_id, choice) index alone (migration 0013), in order, with no sort and no visit to the table's rows;
+# grouping by the CAST above cost it seven times as long on every proposal page and every cast.
+_LIVE_COUNTS = {
+    "sqlite": (select(type_coerce(Ballot.choice, Text), func.count())
+               .where(Ballot.proposal_id == bindparam("pid")).group_by(Ballot.choice)),
+    "postgresql": (select(_CHOICE_TEXT, func.count()).where(Ballot.proposal_id == bindparam("pid"))
+                   .group_by(_CHOICE_TEXT)),
+}
 
 
 def live_result(session: Session | Connection, p: Proposal, options: list[Option]) -> dict[str, Any]:
     conn = session.connection() if isinstance(session, Session) else session
-    groups = [(json.loads(text), n) for text, n in conn.execute(_LIVE_COUNTS, {"pid": p.id})]
+    groups = [(json.loads(text), n) for text, n in conn.execute(_LIVE_COUNTS[conn.dialect.name], {"pid": p.id})]
     ballots = sum(n for _, n in groups)
     return build_result(p, ballot_rules.count_groups(p, [(o.id, o.label) for o in options], groups,
                                                      eligible=max(p.eligible_count, ballots)))

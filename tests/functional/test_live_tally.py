@@ -71,3 +71,16 @@ def test_counting_groups_equals_counting_every_ballot(method, seed):
     eligible = 20
     assert ballot_rules.count_groups(p, options, groups, eligible=eligible) == ballot_rules.count(
         p, options, every, eligible=eligible)
+
+
+def test_sqlite_reads_the_live_tally_from_its_index_alone(db):
+    """On SQLite the tally of an open proposal is read from the (proposal_id, choice) index, already grouped:
+    no visit to the ballots' rows and no sort (PostgreSQL has no such index: its json has no b-tree order)."""
+    if db.dialect != "sqlite":
+        pytest.skip("the index is SQLite's")
+    with db.read_connection() as conn:
+        stmt = services._LIVE_COUNTS["sqlite"]
+        sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": False}))
+        plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", (1,)))
+    assert "COVERING INDEX ix_ballots_proposal_id_choice" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
