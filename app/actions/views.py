@@ -145,11 +145,6 @@ def proposal_steps(request: Request, session: Any, me: Any, proposal_id: int) ->
     return services.steps_for(session, me, proposal_id=proposal_id)
 
 
-async def record_proposal_view(request: Request, member_id: int, proposal_id: int, *, via: str = "web") -> None:
-    """The funnel's "opened the page": one indexed look-up, and a write only on the first view."""
-    await run_db(services.note_view, web.db(request), member_id, proposal_id=proposal_id, via=via)
-
-
 async def campaign_list(request: Request) -> Response:
     me = web.require_member(request)
 

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import live, web
+from app.actions.services import record_view, seen
 from app.actions.views import proposal_steps as action_steps
-from app.actions.views import record_proposal_view
 from app.comments.queries import section_for as comment_section
 from app.db import run_db, utcnow
 from app.middleware import CurrentMember, current_member
@@ -70,18 +70,24 @@ async def detail(request: Request, *, errors: dict[str, str] | None = None,
     me = web.require_member(request)
     proposal_id = _pid(request)
 
-    def load() -> tuple[queries.Detail, Any]:
-        with web.db(request).read() as s:
+    def load() -> tuple[queries.Detail, Any, Any]:
+        db = web.db(request)
+        with db.read() as s:
             d = queries.detail(s, me, proposal_id)
-            return d, comment_section(s, me, d.proposal), action_steps(request, s, me, proposal_id)
+            # The funnel's "opened the page" (services.note_view's rule), checked in the same read and the same
+            # trip to the thread pool: a write only on the member's first view.
+            first_view = d.proposal.state != State.DRAFT and not seen(s, me.id, proposal_id=proposal_id)
+            loaded = d, comment_section(s, me, d.proposal), action_steps(request, s, me, proposal_id)
+        if first_view:
+            with db.begin(durable=False) as s:  # a first view lost in a power cut is counted at the next one
+                record_view(s, me.id, proposal_id=proposal_id)
+        return loaded
 
     try:
         d, comments, steps = await run_db(load)
     except NotFound:
         raise HTTPException(404) from None
     p = d.proposal
-    if p.state != State.DRAFT:
-        await record_proposal_view(request, me.id, p.id)
     if d.panel is not None:
         d.panel.receipt = receipt_from_cookie(request)  # shown once, after a vote sent without htmx
     policy_diff = word_diff(p.current_text, p.proposed_text) if p.kind == Kind.POLICY else None
