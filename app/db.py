@@ -69,6 +69,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def like_escape(text: str) -> str:
+    """`text` matched literally by a LIKE with `escape="\\"`: its backslashes, % and _ escaped. For patterns
+    passed as bound parameters, where SQLAlchemy's `autoescape=True` cannot be used."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         # Room for every thread that may hold a connection (run_db's few, the worker's, Starlette's thread pool of

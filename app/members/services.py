@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from app import security
-from app.db import utcnow
+from app.db import like_escape, utcnow
 from app.mail.outbox import enqueue, insert_rows, message_row
 from app.members.guard import audit
 from app.members.models import (
@@ -387,7 +387,7 @@ def directory(session: Session, *, q: str = "", group_id: int | None = None, sta
     q = " ".join((q or "").split())[:100]
     where = []
     if q:
-        pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = "%" + like_escape(q.lower()) + "%"
         where.append(or_(func.lower(Member.name).like(pattern, escape="\\"),
                          Member.email.like(pattern, escape="\\")))
     if group_id:

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import like_escape, utcnow
 from app.mail.bulk import Outcome, Recipient, Slots, mail_audience, personal_links
 from app.mail.headers import thread_headers
 from app.mail.models import MemberMailSettings, OutboxMessage, ProposalReminder
@@ -52,7 +52,12 @@ def org_name_and_tz(session: Session) -> tuple[str, str]:
     from app.members.services import get_org
 
     org = get_org(session)
-    return (org.name, org.time_zone or "UTC") if org else ("Plenary", "UTC")
+    return _org_defaults(org.name, org.time_zone) if org else _org_defaults(None, None)
+
+
+def _org_defaults(name: str | None, tz: str | None) -> tuple[str, str]:
+    """The organization's name and time zone (None: no organization yet), as mail shows them."""
+    return ("Plenary" if name is None else name), tz or "UTC"
 
 
 def deadline_text(when: dt.datetime | None, tz: str) -> str:
@@ -230,9 +235,9 @@ def confirm_vote(session: Session, settings: Settings, p: Proposal, *, member_id
     them."""
     now = now or utcnow()
     conn = session.connection()
-    prefix = f"vote_confirmation:proposal:{p.id}:".replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     recent, unsubscribed, org_name, tz = conn.execute(_CONFIRM_FACTS, {
-        "mid": member_id, "prefix": prefix + "%", "since": now - CONFIRM_EVERY}).one()
+        "mid": member_id, "prefix": like_escape(f"vote_confirmation:proposal:{p.id}:") + "%",
+        "since": now - CONFIRM_EVERY}).one()
     if recent or unsubscribed:
         return False
     if member is None:
@@ -240,7 +245,7 @@ def confirm_vote(session: Session, settings: Settings, p: Proposal, *, member_id
         if member is None:
             return False
     email, name = member
-    org_name, tz = org_name or "Plenary", tz or "UTC"
+    org_name, tz = _org_defaults(org_name, tz)
     choice_text = ""
     if not p.secret:
         labels = {str(o.id): o.label for o in (options if options is not None else _options(session, p))}

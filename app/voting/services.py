@@ -147,35 +147,27 @@ _ELIGIBLE = select(Eligibility.member_id).where(Eligibility.proposal_id == bindp
 _OPTION_IDS = select(Option.id).where(Option.proposal_id == bindparam("pid")).order_by(Option.position)
 # What a cast needs to know besides the proposal, in one statement: the open ballot's key and whether the member
 # is eligible.
-_CAST_FACTS = select(
-    select(BallotKey.key).where(BallotKey.proposal_id == bindparam("pid")).scalar_subquery(),
-    select(Eligibility.member_id).where(Eligibility.proposal_id == bindparam("pid"),
-                                        Eligibility.member_id == bindparam("mid")).exists(),
-)
+_CAST_FACTS = select(_KEY.scalar_subquery(), _ELIGIBLE.exists())
 
 
-def _upserts(dialect: str) -> tuple[Any, Any]:
-    """The two writes of a cast, prebuilt per dialect: the participation row (kept if it exists, and saying
-    whether it was new) and the ballot (one per voter reference; a second cast replaces its choice and receipt)."""
-    built = _UPSERTS.get(dialect)
-    if built is None:
-        ins = sqlite_insert if dialect == "sqlite" else pg_insert
-        participation = (ins(Participation).values(
-            proposal_id=bindparam("pid"), member_id=bindparam("mid"), voted_on=bindparam("day"),
-            via=bindparam("via"))
-            .on_conflict_do_nothing(index_elements=["proposal_id", "member_id"]).returning(Participation.member_id))
-        ballot = ins(Ballot).values(
-            id=bindparam("bid"), proposal_id=bindparam("pid"), voter_ref=bindparam("ref"),
-            choice=bindparam("choice", type_=Ballot.__table__.c.choice.type), receipt_hash=bindparam("rh"),
-            voter_id=bindparam("voter"))
-        ballot = ballot.on_conflict_do_update(
-            index_elements=["proposal_id", "voter_ref"],
-            set_={"choice": ballot.excluded.choice, "receipt_hash": ballot.excluded.receipt_hash})
-        built = _UPSERTS[dialect] = (participation, ballot)
-    return built
+def _upserts(ins: Any) -> tuple[Any, Any]:
+    """The two writes of a cast, built with a dialect's `insert`: the participation row (kept if it exists, and
+    saying whether it was new) and the ballot (one per voter reference; a second cast replaces its choice and
+    receipt)."""
+    participation = (ins(Participation).values(
+        proposal_id=bindparam("pid"), member_id=bindparam("mid"), voted_on=bindparam("day"), via=bindparam("via"))
+        .on_conflict_do_nothing(index_elements=["proposal_id", "member_id"]).returning(Participation.member_id))
+    ballot = ins(Ballot).values(
+        id=bindparam("bid"), proposal_id=bindparam("pid"), voter_ref=bindparam("ref"),
+        choice=bindparam("choice", type_=Ballot.__table__.c.choice.type), receipt_hash=bindparam("rh"),
+        voter_id=bindparam("voter"))
+    ballot = ballot.on_conflict_do_update(
+        index_elements=["proposal_id", "voter_ref"],
+        set_={"choice": ballot.excluded.choice, "receipt_hash": ballot.excluded.receipt_hash})
+    return participation, ballot
 
 
-_UPSERTS: dict[str, tuple[Any, Any]] = {}
+_UPSERTS = {"sqlite": _upserts(sqlite_insert), "postgresql": _upserts(pg_insert)}
 
 
 def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, member_id: int, raw_choice: object,
@@ -184,8 +176,9 @@ def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, membe
     """Record or replace a member's ballot. One ballot per member is the unique (proposal, voter_ref) key;
     two racing submissions both upsert the same row, so exactly one ballot remains.
 
-    Four statements when the proposal is already loaded in the session and the caller passes its `option_ids`:
-    the key and eligibility in one, the option ids when not given, the participation and the ballot."""
+    Three statements when the proposal is already loaded in the session and the caller passes its `option_ids`:
+    the key and eligibility in one, the participation and the ballot (a fourth reads the option ids when not
+    given)."""
     now = now or utcnow()
     p = session.get(Proposal, proposal_id)
     if p is None:
@@ -206,7 +199,7 @@ def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, membe
     except BallotError as exc:
         raise VotingError(str(exc), 400) from exc
     receipt = new_receipt()
-    participation, ballot = _upserts(conn.dialect.name)
+    participation, ballot = _UPSERTS[conn.dialect.name]
     new = conn.execute(participation, {"pid": p.id, "mid": member_id, "day": now.date(), "via": via}).first()
     conn.execute(ballot, {"bid": secrets.token_bytes(16), "pid": p.id, "ref": voter_ref(key, member_id),
                           "choice": choice, "rh": receipt_hash(receipt),

@@ -44,8 +44,8 @@ async def cast(request: Request) -> Response:
     db = web.db(request)
 
     def do() -> tuple[services.VotePanel, str | None, str | None, int]:
-        # The proposal with its options, visibility checked in the same query; then the cast's own four
-        # statements and the confirmation's one or two, in one transaction.
+        # The proposal with its options, visibility checked in the same query; then the cast's own three
+        # statements and the confirmation's two, in one transaction.
         with db.begin() as s:
             try:
                 p = get_visible(s, me, proposal_id, groups=False)
