@@ -644,9 +644,15 @@ def note_view(db: Any, member_id: int, *, proposal_id: int | None = None, campai
     with db.read() as s:
         if seen(s, member_id, proposal_id=proposal_id, campaign_id=campaign_id):
             return False
+    record_first_view(db, member_id, proposal_id=proposal_id, campaign_id=campaign_id, via=via)
+    return True
+
+
+def record_first_view(db: Any, member_id: int, *, proposal_id: int | None = None, campaign_id: int | None = None,
+                      via: str = "web") -> None:
+    """The write half of `note_view`, for a caller that found `seen` false in a read of its own."""
     with db.begin(durable=False) as s:  # a first view lost in a power cut is counted at the next one
         record_view(s, member_id, proposal_id=proposal_id, campaign_id=campaign_id, via=via)
-    return True
 
 
 def own_step_id(session: Session, member: CurrentMember, commitment_id: int) -> int:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import live, web
-from app.actions.services import record_view, seen
+from app.actions.services import record_first_view, seen
 from app.actions.views import proposal_steps as action_steps
 from app.comments.queries import section_for as comment_section
 from app.db import run_db, utcnow
@@ -79,8 +79,7 @@ async def detail(request: Request, *, errors: dict[str, str] | None = None,
             first_view = d.proposal.state != State.DRAFT and not seen(s, me.id, proposal_id=proposal_id)
             loaded = d, comment_section(s, me, d.proposal), action_steps(request, s, me, proposal_id)
         if first_view:
-            with db.begin(durable=False) as s:  # a first view lost in a power cut is counted at the next one
-                record_view(s, me.id, proposal_id=proposal_id)
+            record_first_view(db, me.id, proposal_id=proposal_id)
         return loaded
 
     try:
