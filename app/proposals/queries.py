@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.members.models import Group, GroupMembership, Member, Status
 from app.middleware import CurrentMember
 from app.proposals import revisions
-from app.proposals.models import Clarification, Proposal, ProposalGroup, Revision, State
+from app.proposals.models import Clarification, Option, Proposal, ProposalGroup, Revision, State
 from app.voting.models import Eligibility
 
 PAGE_SIZE = 20
@@ -51,24 +52,32 @@ def can_see(session: Session, member: CurrentMember, proposal: Proposal) -> bool
     return found is not None
 
 
-def _get_visible_query(admin: bool, groups: bool) -> Any:
+def _get_visible_query(admin: bool) -> Any:
     # The visibility rule in the same query (what `can_see` checks separately): one statement fewer a page.
     # Prebuilt, with the member as a parameter: building this statement cost more than running it.
-    query = select(Proposal).where(Proposal.id == bindparam("pid")).options(selectinload(Proposal.options))
-    if groups:
-        query = query.options(selectinload(Proposal.groups))
+    query = select(Proposal).where(Proposal.id == bindparam("pid"))
     return query if admin else query.where(_visible_to_member(bindparam("mid")))
 
 
-_GET_VISIBLE = {(admin, groups): _get_visible_query(admin, groups)
-                for admin in (False, True) for groups in (False, True)}
+_GET_VISIBLE = {admin: _get_visible_query(admin) for admin in (False, True)}
+_OPTIONS = select(Option).where(Option.proposal_id == bindparam("pid")).order_by(Option.position)
+_GROUPS = select(ProposalGroup).where(ProposalGroup.proposal_id == bindparam("pid"))
 
 
 def get_visible(session: Session, member: CurrentMember, proposal_id: int, *, groups: bool = True) -> Proposal:
-    """The proposal with its options and (unless `groups` is false) audience groups loaded, or NotFound."""
-    p = session.scalar(_GET_VISIBLE[member.is_admin, groups], {"pid": proposal_id, "mid": member.id})
+    """The proposal with its options and (unless `groups` is false) audience groups loaded, or NotFound.
+
+    The collections are loaded by two prebuilt queries and set as loaded, not by `selectinload`: its machinery
+    cost about 0.3 ms a collection, several times the queries themselves (docs/BENCHMARKS.md). What this
+    session already holds (a proposal it has loaded or changed) is left as it is, as `selectinload` would."""
+    p = session.scalar(_GET_VISIBLE[member.is_admin], {"pid": proposal_id, "mid": member.id})
     if p is None:
         raise NotFound(proposal_id)
+    loaded = p.__dict__
+    if "options" not in loaded:
+        set_committed_value(p, "options", list(session.scalars(_OPTIONS, {"pid": p.id})))
+    if groups and "groups" not in loaded:
+        set_committed_value(p, "groups", list(session.scalars(_GROUPS, {"pid": p.id})))
     return p
 
 
