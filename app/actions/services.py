@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.actions import ics
@@ -146,12 +147,18 @@ class StepView:
         return self.step.capacity is not None and self.progress.committed >= self.step.capacity
 
 
+# Read on every proposal page: prebuilt (built per page, the statement cost more than the query).
+_STEPS_OF = {
+    parent: select(ActionStep).where(column == bindparam("parent")).order_by(ActionStep.starts_at, ActionStep.id)
+    for parent, column in (("proposal", ActionStep.proposal_id), ("campaign", ActionStep.campaign_id))}
+
+
 def steps_for(session: Session, member: CurrentMember, *, proposal_id: int | None = None,
               campaign_id: int | None = None) -> list[StepView]:
-    where = ActionStep.proposal_id == proposal_id if proposal_id is not None else \
-        ActionStep.campaign_id == campaign_id
-    steps = list(session.scalars(select(ActionStep).where(where).order_by(ActionStep.starts_at, ActionStep.id)))
-    return _views(session, member.id, steps)
+    stmt, parent = (_STEPS_OF["proposal"], proposal_id) if proposal_id is not None else \
+        (_STEPS_OF["campaign"], campaign_id)
+    steps = list(session.scalars(stmt, {"parent": parent}))
+    return _views(session, member.id, steps) if steps else []
 
 
 def step_view(session: Session, member: CurrentMember, step_id: int) -> StepView:
@@ -629,12 +636,24 @@ def seen(session: Session, member_id: int, *, proposal_id: int | None = None,
     return session.connection().execute(stmt, {"mid": member_id, "target": target}).first() is not None
 
 
-def record_view(session: Session, member_id: int, *, proposal_id: int | None = None,
+def _record_view_statement(insert: Any) -> Any:
+    return insert(PageView).values(member_id=bindparam("mid"), proposal_id=bindparam("pid"),
+                                   campaign_id=bindparam("cid"), first_at=bindparam("at"),
+                                   via=bindparam("via")).on_conflict_do_nothing()
+
+
+# Both dialects' statements built at import: built per first view, it cost more than the insert.
+_RECORD_VIEW = {"sqlite": _record_view_statement(sqlite_insert), "postgresql": _record_view_statement(pg_insert)}
+
+
+def record_view(conn: Connection | Session, member_id: int, *, proposal_id: int | None = None,
                 campaign_id: int | None = None, via: str = "web") -> None:
-    """The first view per member; later ones (and two tabs at once) write nothing."""
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
-    session.execute(insert(PageView).values(member_id=member_id, proposal_id=proposal_id, campaign_id=campaign_id,
-                                            first_at=utcnow(), via=via).on_conflict_do_nothing())
+    """The first view per member; later ones (and two tabs at once) write nothing. In a write transaction: a
+    bare connection or a session's."""
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    conn.execute(_RECORD_VIEW[conn.dialect.name],
+                 {"mid": member_id, "pid": proposal_id, "cid": campaign_id, "at": utcnow(), "via": via})
 
 
 def note_view(db: Any, member_id: int, *, proposal_id: int | None = None, campaign_id: int | None = None,
@@ -651,8 +670,8 @@ def note_view(db: Any, member_id: int, *, proposal_id: int | None = None, campai
 def record_first_view(db: Any, member_id: int, *, proposal_id: int | None = None, campaign_id: int | None = None,
                       via: str = "web") -> None:
     """The write half of `note_view`, for a caller that found `seen` false in a read of its own."""
-    with db.begin(durable=False) as s:  # a first view lost in a power cut is counted at the next one
-        record_view(s, member_id, proposal_id=proposal_id, campaign_id=campaign_id, via=via)
+    with db.write_connection(durable=False) as conn:  # a first view lost in a power cut is counted at the next one
+        record_view(conn, member_id, proposal_id=proposal_id, campaign_id=campaign_id, via=via)
 
 
 def own_step_id(session: Session, member: CurrentMember, commitment_id: int) -> int:

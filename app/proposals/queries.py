@@ -81,11 +81,14 @@ def get_visible(session: Session, member: CurrentMember, proposal_id: int, *, gr
     return p
 
 
+_GROUP_NAMES = select(Group.id, Group.name).where(Group.id.in_(bindparam("ids", expanding=True)))
+
+
 def group_names(session: Session, proposals: list[Proposal]) -> dict[int, str]:
     ids = {g.group_id for p in proposals for g in p.groups}
     if not ids:
         return {}
-    return dict(session.execute(select(Group.id, Group.name).where(Group.id.in_(ids))).all())
+    return dict(session.connection().execute(_GROUP_NAMES, {"ids": sorted(ids)}).all())
 
 
 def audience_choices(session: Session) -> tuple[int, list[tuple[Group, int]]]:
@@ -204,12 +207,15 @@ class Detail:
     panel: Any = None  # the voting panel, when voting has opened
 
 
+_CLARIFICATIONS = (select(Clarification).where(Clarification.proposal_id == bindparam("pid"))
+                   .order_by(Clarification.created_at, Clarification.id))
+
+
 def detail(session: Session, member: CurrentMember, proposal_id: int) -> Detail:
     from app.voting.services import audience_size, vote_panel
 
     p = get_visible(session, member, proposal_id)
-    clarifications = list(session.scalars(select(Clarification).where(Clarification.proposal_id == p.id)
-                                          .order_by(Clarification.created_at, Clarification.id)))
+    clarifications = list(session.scalars(_CLARIFICATIONS, {"pid": p.id}))
     panel = vote_panel(session, p, member.id) if p.state in (State.OPEN, State.CLOSED) else None
     return Detail(proposal=p, group_names=group_names(session, [p]), eligible_count=audience_size(session, p),
                   clarifications=clarifications, panel=panel)
