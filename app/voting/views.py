@@ -26,14 +26,12 @@ RECEIPT_COOKIE = "plenary_receipt"
 
 
 def _visible(session: Any, request: Request, proposal_id: int) -> Proposal:
-    """The proposal if the signed-in member may see it; 404 otherwise (drafts and other audiences included)."""
-    from app.proposals.services import can_see
-
-    me = web.require_member(request)
-    p = session.get(Proposal, proposal_id)
-    if p is None or not can_see(session, me, p):
-        raise HTTPException(404)
-    return p
+    """The proposal, with its options, if the signed-in member may see it; 404 otherwise (drafts and other
+    audiences included). One prebuilt statement checks both (proposals.queries.get_visible)."""
+    try:
+        return get_visible(session, web.require_member(request), int(proposal_id), groups=False)
+    except NotFound:
+        raise HTTPException(404) from None
 
 
 async def cast(request: Request) -> Response:
@@ -122,32 +120,39 @@ async def results(request: Request) -> Response:
     me = web.require_member(request)
 
     def load() -> dict[str, Any]:
-        with web.db(request).read() as s:
+        from app.actions.services import record_first_view, seen
+
+        db = web.db(request)
+        with db.read() as s:
             p = _visible(s, request, proposal_id)
-            if p.state != State.CLOSED:
-                panel = services.vote_panel(s, p, me.id)
-                result = panel.tally if panel.show_tally else None
-                return {"proposal": p, "panel": panel, "result": result, "breakdown": [],
-                        "scores": score_table(result), "receipts": [], "open_ballot_count": 0, "groups": {}}
-            from app.actions.services import steps_for
-            from app.members.models import Group
+            # The funnel's "opened": reading the results is seeing the proposal (actions.services.note_view's
+            # rule), checked in this read and this trip to the thread pool, written only on a first view.
+            first_view = p.state != State.DRAFT and not seen(s, me.id, proposal_id=p.id)
+            ctx = _results_context(s, p)
+        if first_view:
+            record_first_view(db, me.id, proposal_id=p.id)
+        return ctx
 
-            groups = {g.id: g.name for g in s.query(Group)}
-            # Served from the stored result: what the page shows does not grow with the number of ballots.
-            # A long list of receipts gets pages of its own, and an open ballot's list is the CSV download.
-            inline = p.ballots_counted <= services.INLINE_RECEIPTS
-            return {"proposal": p, "panel": None, "result": p.result,
-                    "breakdown": for_display(p.result or {}, p.secret), "scores": score_table(p.result),
-                    "steps": steps_for(s, me, proposal_id=p.id), "tz": request.app.state.org_tz or "UTC",
-                    "receipts": services.receipts(s, p) if inline else None,
-                    "open_ballot_count": 0 if p.secret else p.ballots_counted, "groups": groups}
+    def _results_context(s: Any, p: Proposal) -> dict[str, Any]:
+        if p.state != State.CLOSED:
+            panel = services.vote_panel(s, p, me.id)
+            result = panel.tally if panel.show_tally else None
+            return {"proposal": p, "panel": panel, "result": result, "breakdown": [],
+                    "scores": score_table(result), "receipts": [], "open_ballot_count": 0, "groups": {}}
+        from app.actions.services import steps_for
+        from app.members.models import Group
 
-    ctx = await run_db(load)
-    from app.actions.services import note_view  # the funnel's "opened": reading the results is seeing it
+        groups = {g.id: g.name for g in s.query(Group)}
+        # Served from the stored result: what the page shows does not grow with the number of ballots.
+        # A long list of receipts gets pages of its own, and an open ballot's list is the CSV download.
+        inline = p.ballots_counted <= services.INLINE_RECEIPTS
+        return {"proposal": p, "panel": None, "result": p.result,
+                "breakdown": for_display(p.result or {}, p.secret), "scores": score_table(p.result),
+                "steps": steps_for(s, me, proposal_id=p.id), "tz": request.app.state.org_tz or "UTC",
+                "receipts": services.receipts(s, p) if inline else None,
+                "open_ballot_count": 0 if p.secret else p.ballots_counted, "groups": groups}
 
-    if ctx["proposal"].state != State.DRAFT:
-        await run_db(note_view, web.db(request), me.id, proposal_id=ctx["proposal"].id)
-    return render(request, "voting/results.html", ctx)
+    return render(request, "voting/results.html", await run_db(load))
 
 
 async def receipts(request: Request) -> Response:
