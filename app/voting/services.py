@@ -229,10 +229,6 @@ def voted_proposal_ids(session: Session, member_id: int, proposal_ids: list[int]
     return set(session.connection().execute(_VOTED, {"mid": member_id, "pids": list(proposal_ids)}).scalars())
 
 
-def is_eligible(session: Session, proposal_id: int, member_id: int) -> bool:
-    return session.connection().execute(_ELIGIBLE, {"pid": proposal_id, "mid": member_id}).first() is not None
-
-
 # --- the panel on the proposal page ----------------------------------------------------------------------------
 
 @dataclass
@@ -339,25 +335,38 @@ def panel_after_cast(conn: Connection, p: Proposal, options: list[Option], choic
                      turnout=conn.execute(_TURNOUT, {"pid": p.id}).scalar() or 0)
 
 
+# What the panel needs to know about the member, in one statement: eligible, voted, the open ballot's key (to
+# find the member's ballot) and the turnout. One statement each cost a round trip and 20-40 us of the
+# driver's and SQLAlchemy's work apiece, on every proposal page.
+_PANEL_FACTS = select(_ELIGIBLE.exists(),
+                      select(Participation.proposal_id).where(Participation.proposal_id == bindparam("pid"),
+                                                             Participation.member_id == bindparam("mid")).exists(),
+                      _KEY.scalar_subquery(), _TURNOUT.scalar_subquery())
+
+
 def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetime | None = None) -> VotePanel:
     now = now or utcnow()
     loaded = p.__dict__.get("options")  # already loaded with the proposal on its page
     options = list(loaded) if loaded is not None else list(
         session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
-    eligible = is_eligible(session, p.id, member_id) if p.state in (State.OPEN, State.CLOSED) else False
-    voted = p.id in voted_proposal_ids(session, member_id, [p.id])
-    choice = current_choice(session, p, member_id) if voted else None
+    conn = session.connection()
+    eligible, voted, key, turnout = conn.execute(_PANEL_FACTS, {"pid": p.id, "mid": member_id}).one()
+    eligible = bool(eligible) and p.state in (State.OPEN, State.CLOSED)
+    voted = bool(voted)
+    choice = None
+    if voted and key is not None and p.state == State.OPEN:  # the key exists while voting is open
+        choice = conn.execute(_CHOICE, {"pid": p.id, "ref": voter_ref(key, member_id)}).scalar()
     labels = {str(o.id): o.label for o in options}
     reason = ""
     if p.state != State.OPEN or (p.closes_at and p.closes_at <= now):
         reason = "Voting has closed." if p.state in (State.OPEN, State.CLOSED) else "Voting has not opened yet."
     elif not eligible:
         reason = "This proposal was put to other members, so you cannot vote on it."
-    view = tally_view(session, p, member_id, voted=voted, options=options)
+    show = tally_visible(p, voted)
+    tally = (p.result if p.state == State.CLOSED else live_result(conn, p, options)) if show else None
     return VotePanel(proposal=p, options=options, eligible=eligible, voted=voted, choice=choice,
                      choice_text=ballot_rules.describe(choice, labels, p.method) if choice is not None else "",
-                     can_vote=not reason, reason=reason, show_tally=view.show_tally, tally=view.tally,
-                     turnout=view.turnout)
+                     can_vote=not reason, reason=reason, show_tally=show, tally=tally, turnout=turnout or 0)
 
 
 # --- closing ---------------------------------------------------------------------------------------------------
