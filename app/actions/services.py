@@ -15,20 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.actions import ics
 from app.actions.models import ActionStep, Campaign, Commitment, CommitmentStatus, Kind, PageView
-from app.db import utcnow
+from app.db import per_dialect, utcnow
 from app.mail.headers import mail_domain
 from app.mail.outbox import enqueue
 from app.members.guard import RateLimited, audit, check_rate
 from app.members.models import GroupMembership, Member, Status
 from app.middleware import CurrentMember
-from app.proposals.models import Proposal
+from app.proposals.models import Proposal, State
 from app.settings import Settings
 
 MAX_QUANTITY = 1_000_000  # a pledge above this is a typing mistake
@@ -642,16 +640,13 @@ def _record_view_statement(insert: Any) -> Any:
                                    via=bindparam("via")).on_conflict_do_nothing()
 
 
-# Both dialects' statements built at import: built per first view, it cost more than the insert.
-_RECORD_VIEW = {"sqlite": _record_view_statement(sqlite_insert), "postgresql": _record_view_statement(pg_insert)}
+_RECORD_VIEW = per_dialect(_record_view_statement)
 
 
-def record_view(conn: Connection | Session, member_id: int, *, proposal_id: int | None = None,
+def record_view(conn: Connection, member_id: int, *, proposal_id: int | None = None,
                 campaign_id: int | None = None, via: str = "web") -> None:
-    """The first view per member; later ones (and two tabs at once) write nothing. In a write transaction: a
-    bare connection or a session's."""
-    if isinstance(conn, Session):
-        conn = conn.connection()
+    """The first view per member; later ones (and two tabs at once) write nothing. On a connection in a write
+    transaction (a bare one, or a session's `connection()`)."""
     conn.execute(_RECORD_VIEW[conn.dialect.name],
                  {"mid": member_id, "pid": proposal_id, "cid": campaign_id, "at": utcnow(), "via": via})
 
@@ -665,6 +660,13 @@ def note_view(db: Any, member_id: int, *, proposal_id: int | None = None, campai
             return False
     record_first_view(db, member_id, proposal_id=proposal_id, campaign_id=campaign_id, via=via)
     return True
+
+
+def is_first_view(session: Session, member_id: int, p: Proposal) -> bool:
+    """`note_view`'s rule, for a caller that reads the proposal in a unit of work of its own (and so saves a
+    trip to the thread pool): whether this opening of a published proposal is the member's first. If so, the
+    caller runs `record_first_view` once its read has ended."""
+    return p.state != State.DRAFT and not seen(session, member_id, proposal_id=p.id)
 
 
 def record_first_view(db: Any, member_id: int, *, proposal_id: int | None = None, campaign_id: int | None = None,

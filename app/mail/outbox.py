@@ -15,10 +15,9 @@ from urllib.parse import urlsplit
 
 import jinja2
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.db import per_dialect
 from app.mail.models import OutboxMessage, OutboxStatus
 from app.settings import ROOT, Settings
 
@@ -82,19 +81,15 @@ def message_row(settings: Settings, *, kind: str, to_addr: str, to_name: str = "
     }
 
 
-def _insert(session: Session) -> Any:
-    return (sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert)(OutboxMessage)
-
-
-# One message's insert, both dialects built at import and run on the session's connection: built per message
-# and run through the ORM it cost more than composing the message (a confirmation on every vote).
-_ENQUEUE = {name: insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(OutboxMessage.id) for name, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
+# Rows whose dedupe key exists already are skipped. Run on the session's connection: one message's insert built
+# per message and run through the ORM cost more than composing the message (a confirmation on every vote).
+_INSERT = per_dialect(lambda insert: insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+_ENQUEUE = {name: stmt.returning(OutboxMessage.id) for name, stmt in _INSERT.items()}
 
 
 def insert_rows(session: Session, settings: Settings, rows: list[dict[str, Any]]) -> None:
     """Write composed rows in bulk; a row whose dedupe key exists already is skipped."""
-    stmt = _insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = _INSERT[session.get_bind().dialect.name]
     for start in range(0, len(rows), 1000):
         session.execute(stmt, rows[start:start + 1000])
     if rows and not settings.smtp_url:

@@ -64,6 +64,12 @@ _OPTIONS = select(Option).where(Option.proposal_id == bindparam("pid")).order_by
 _GROUPS = select(ProposalGroup).where(ProposalGroup.proposal_id == bindparam("pid"))
 
 
+def options_of(session: Session, p: Proposal) -> list[Option]:
+    """The proposal's options in order: those loaded with it (by `get_visible`), else one prebuilt query."""
+    loaded = p.__dict__.get("options")
+    return list(loaded) if loaded is not None else list(session.scalars(_OPTIONS, {"pid": p.id}))
+
+
 def get_visible(session: Session, member: CurrentMember, proposal_id: int, *, groups: bool = True) -> Proposal:
     """The proposal with its options and (unless `groups` is false) audience groups loaded, or NotFound.
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import live, web
-from app.actions.services import record_first_view, seen
+from app.actions.services import is_first_view, record_first_view
 from app.actions.views import proposal_steps as action_steps
 from app.comments.queries import section_for as comment_section
 from app.db import run_db, utcnow
@@ -74,9 +74,7 @@ async def detail(request: Request, *, errors: dict[str, str] | None = None,
         db = web.db(request)
         with db.read() as s:
             d = queries.detail(s, me, proposal_id)
-            # The funnel's "opened the page" (services.note_view's rule), checked in the same read and the same
-            # trip to the thread pool: a write only on the member's first view.
-            first_view = d.proposal.state != State.DRAFT and not seen(s, me.id, proposal_id=proposal_id)
+            first_view = is_first_view(s, me.id, d.proposal)  # the funnel's "opened the page"
             loaded = d, comment_section(s, me, d.proposal), action_steps(request, s, me, proposal_id)
         if first_view:
             record_first_view(db, me.id, proposal_id=proposal_id)

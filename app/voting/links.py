@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import security
 from app.db import utcnow
 from app.members.models import Member, Status
-from app.proposals.models import Method, Option, Proposal, State
+from app.proposals.models import Method, Proposal, State
+from app.proposals.queries import options_of
 from app.settings import Settings
 from app.voting import services
 from app.voting.services import CastResult, VotingError
@@ -93,7 +93,7 @@ def link_page(session: Session, settings: Settings, token: str, *, now: dt.datet
         raise VotingError(NOT_VALID, 400)
     if p.state != State.OPEN or (p.closes_at is not None and p.closes_at <= now):
         raise VotingError("Voting on this proposal has closed.", 409)
-    options = list(session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
+    options = options_of(session, p)
     choices = link_choices(p, options)
     if link.choice not in dict(choices):
         raise VotingError(NOT_VALID, 400)

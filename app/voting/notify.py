@@ -35,6 +35,7 @@ from app.mail.reply_address import reply_headers
 from app.markdown import render_markdown
 from app.members.models import Member, Organization, Status
 from app.proposals.models import Option, Proposal, State
+from app.proposals.queries import options_of
 from app.settings import Settings
 from app.voting import ballots as ballot_rules
 from app.voting import summary
@@ -111,10 +112,6 @@ def _personal(settings: Settings, p: Proposal, org_name: str, kind: str, extra: 
     return personal
 
 
-def _options(session: Session, p: Proposal) -> list[Option]:
-    return list(session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
-
-
 # --- opening: the announcement, and the reminder's time --------------------------------------------------------
 
 def enqueue_announcement(session: Session, settings: Settings, p: Proposal, *, now: dt.datetime) -> Outcome:
@@ -123,7 +120,7 @@ def enqueue_announcement(session: Session, settings: Settings, p: Proposal, *, n
     org_name, tz = org_name_and_tz(session)
     audience, recipients = _recipients(session, p)
     slots = Slots()
-    choices = link_choices(p, _options(session, p))
+    choices = link_choices(p, options_of(session, p))
     context = _base_context(settings, p, org_name, tz, slots) | {
         "buttons": [(label, slots[f"vote_{i}"]) for i, (_, label) in enumerate(choices)],
         "secret": p.secret,
@@ -248,7 +245,7 @@ def confirm_vote(session: Session, settings: Settings, p: Proposal, *, member_id
     org_name, tz = _org_defaults(org_name, tz)
     choice_text = ""
     if not p.secret:
-        labels = {str(o.id): o.label for o in (options if options is not None else _options(session, p))}
+        labels = {str(o.id): o.label for o in (options if options is not None else options_of(session, p))}
         canonical = "__none__" if choice == "none" else choice
         choice_text = ballot_rules.describe(canonical, labels, p.method)
     context = {"org_name": org_name, "name": name, "title": p.title, "secret": p.secret,

@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Text, bindparam, cast, delete, func, insert, literal, select, type_coerce
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app import live
-from app.db import utcnow
+from app.db import per_dialect, utcnow
 from app.members.guard import audit
 from app.members.models import GroupMembership, Member, Status
 from app.proposals.models import Method, Option, Proposal, ProposalGroup, State, Visibility
+from app.proposals.queries import options_of
 from app.settings import Settings
 from app.voting import ballots as ballot_rules
 from app.voting.ballots import BallotError
@@ -167,7 +166,7 @@ def _upserts(ins: Any) -> tuple[Any, Any]:
     return participation, ballot
 
 
-_UPSERTS = {"sqlite": _upserts(sqlite_insert), "postgresql": _upserts(pg_insert)}
+_UPSERTS = per_dialect(_upserts)
 
 
 def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, member_id: int, raw_choice: object,
@@ -210,10 +209,14 @@ def cast_ballot(session: Session, settings: Settings, *, proposal_id: int, membe
 
 def current_choice(session: Session, p: Proposal, member_id: int) -> object | None:
     """The member's ballot while voting is open (the key still exists), else None."""
-    key = ballot_key(session, p.id) if p.state == State.OPEN else None
-    if key is None:
+    return _choice(session.connection(), p, member_id, ballot_key(session, p.id) if p.state == State.OPEN else None)
+
+
+def _choice(conn: Connection, p: Proposal, member_id: int, key: bytes | None) -> object | None:
+    """`current_choice` for a caller that has read the ballot key (None: voting is not open)."""
+    if key is None or p.state != State.OPEN:
         return None
-    return session.connection().execute(_CHOICE, {"pid": p.id, "ref": voter_ref(key, member_id)}).scalar()
+    return conn.execute(_CHOICE, {"pid": p.id, "ref": voter_ref(key, member_id)}).scalar()
 
 
 # The proposal page's per-member look-ups: prebuilt, and run on the session's connection (no ORM layer).
@@ -288,17 +291,14 @@ def tally_view(session: Session, p: Proposal, member_id: int, *, voted: bool | N
     if voted is None:
         voted = p.id in voted_proposal_ids(session, member_id, [p.id])
     show = tally_visible(p, voted)
-    tally_data = None
-    if show:
-        if p.state == State.CLOSED:
-            tally_data = p.result
-        else:
-            if options is None:
-                options = list(session.scalars(select(Option).where(Option.proposal_id == p.id)
-                                               .order_by(Option.position)))
-            tally_data = live_result(session, p, options)
+    tally_data = _tally(session, p, options if options is not None else options_of(session, p)) if show else None
     turnout = session.connection().execute(_TURNOUT, {"pid": p.id}).scalar() or 0
     return TallyView(proposal=p, show_tally=show, tally=tally_data, turnout=turnout)
+
+
+def _tally(session: Session | Connection, p: Proposal, options: list[Option]) -> dict[str, Any] | None:
+    """The tally a member who may see it sees: the stored result once closed, else the live count."""
+    return p.result if p.state == State.CLOSED else live_result(session, p, options)
 
 
 # Identical choices are grouped by the database, so a live tally reads one row per distinct choice, not one per
@@ -346,16 +346,12 @@ _PANEL_FACTS = select(_ELIGIBLE.exists(),
 
 def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetime | None = None) -> VotePanel:
     now = now or utcnow()
-    loaded = p.__dict__.get("options")  # already loaded with the proposal on its page
-    options = list(loaded) if loaded is not None else list(
-        session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
+    options = options_of(session, p)
     conn = session.connection()
     eligible, voted, key, turnout = conn.execute(_PANEL_FACTS, {"pid": p.id, "mid": member_id}).one()
     eligible = bool(eligible) and p.state in (State.OPEN, State.CLOSED)
     voted = bool(voted)
-    choice = None
-    if voted and key is not None and p.state == State.OPEN:  # the key exists while voting is open
-        choice = conn.execute(_CHOICE, {"pid": p.id, "ref": voter_ref(key, member_id)}).scalar()
+    choice = _choice(conn, p, member_id, key) if voted else None
     labels = {str(o.id): o.label for o in options}
     reason = ""
     if p.state != State.OPEN or (p.closes_at and p.closes_at <= now):
@@ -363,7 +359,7 @@ def vote_panel(session: Session, p: Proposal, member_id: int, *, now: dt.datetim
     elif not eligible:
         reason = "This proposal was put to other members, so you cannot vote on it."
     show = tally_visible(p, voted)
-    tally = (p.result if p.state == State.CLOSED else live_result(conn, p, options)) if show else None
+    tally = _tally(conn, p, options) if show else None
     return VotePanel(proposal=p, options=options, eligible=eligible, voted=voted, choice=choice,
                      choice_text=ballot_rules.describe(choice, labels, p.method) if choice is not None else "",
                      can_vote=not reason, reason=reason, show_tally=show, tally=tally, turnout=turnout or 0)
@@ -385,7 +381,7 @@ def close_proposal(session: Session, settings: Settings, proposal_id: int, *, ac
     p = _locked(session, proposal_id)
     if p.state != State.OPEN:
         raise VotingError("Only an open proposal can be closed.")
-    options = list(session.scalars(select(Option).where(Option.proposal_id == p.id).order_by(Option.position)))
+    options = options_of(session, p)
     rows = session.execute(select(Ballot.voter_ref, Ballot.choice, Ballot.receipt_hash, Ballot.voter_id)
                            .where(Ballot.proposal_id == p.id)).all()
     participants = session.scalar(select(func.count()).select_from(Participation).where(

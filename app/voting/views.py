@@ -120,14 +120,12 @@ async def results(request: Request) -> Response:
     me = web.require_member(request)
 
     def load() -> dict[str, Any]:
-        from app.actions.services import record_first_view, seen
+        from app.actions.services import is_first_view, record_first_view
 
         db = web.db(request)
         with db.read() as s:
             p = _visible(s, request, proposal_id)
-            # The funnel's "opened": reading the results is seeing the proposal (actions.services.note_view's
-            # rule), checked in this read and this trip to the thread pool, written only on a first view.
-            first_view = p.state != State.DRAFT and not seen(s, me.id, proposal_id=p.id)
+            first_view = is_first_view(s, me.id, p)  # the funnel's "opened": reading the results is seeing it
             ctx = _results_context(s, p)
         if first_view:
             record_first_view(db, me.id, proposal_id=p.id)

@@ -202,9 +202,10 @@ def test_funnel_counts_a_seeded_scenario(db, settings, admin):
         for m in (e[10], outsider):
             s.add(DigestItem(member_id=m.id, kind="announcement", proposal_id=p.id, key=f"announcement:p{p.id}"))
         for m in e[:6]:
-            services.record_view(s, m.id, proposal_id=p.id)
-        services.record_view(s, e[0].id, proposal_id=p.id, via="email")  # a second view counts once, as the first
-        services.record_view(s, e[6].id, proposal_id=p.id, via="email")
+            services.record_view(s.connection(), m.id, proposal_id=p.id)
+        # A second view counts once, as the first.
+        services.record_view(s.connection(), e[0].id, proposal_id=p.id, via="email")
+        services.record_view(s.connection(), e[6].id, proposal_id=p.id, via="email")
         for m in (*e[:4], e[6]):
             s.add(Participation(proposal_id=p.id, member_id=m.id, voted_on=dt.date.today(),
                                 via="email" if m is e[6] else "web"))
@@ -220,7 +221,7 @@ def test_funnel_counts_a_seeded_scenario(db, settings, admin):
         s.add(Commitment(step_id=full.id, member_id=e[4].id, status="waitlisted", position=1))
         s.add(Commitment(step_id=task.id, member_id=e[5].id, status="withdrawn"))
         # The outsider somehow has a view, a participation, a comment, a commitment and an announcement.
-        services.record_view(s, outsider.id, proposal_id=p.id)
+        services.record_view(s.connection(), outsider.id, proposal_id=p.id)
         s.add(Participation(proposal_id=p.id, member_id=outsider.id, voted_on=dt.date.today()))
         make_comment(s, p, outsider)
         s.add(Commitment(step_id=task.id, member_id=outsider.id, status="done"))
@@ -254,8 +255,8 @@ def test_campaign_funnel_counts_its_audience_only(db, settings, admin):
         data = campaigns.CampaignData(title="Plant trees", group_id=g.id, publish=True)
         c = campaigns.create_campaign(s, settings, data, actor_id=admin.id)
         step = services.create_step(s, StepData(kind="task", title="Dig", capacity=1), campaign_id=c.id)
-        services.record_view(s, inside[0].id, campaign_id=c.id)
-        services.record_view(s, outside.id, campaign_id=c.id)
+        services.record_view(s.connection(), inside[0].id, campaign_id=c.id)
+        services.record_view(s.connection(), outside.id, campaign_id=c.id)
         s.add(Commitment(step_id=step.id, member_id=inside[1].id, status="done"))
         s.add(Commitment(step_id=step.id, member_id=inside[2].id, status="waitlisted", position=1))
         s.add(Commitment(step_id=step.id, member_id=outside.id, status="committed"))
