@@ -67,7 +67,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.jobs.worker import run_forever
 
     settings = _settings()
-    set_db_threads(settings.db_threads)
+    set_db_threads(settings.db_threads, settings.database_url)
     db = Database(settings.database_url)
     try:
         asyncio.run(run_forever(settings, db, name=args.name or f"worker-{secrets.token_hex(3)}",

@@ -33,7 +33,7 @@ CSRF_EXEMPT = ("/healthz", "/unsubscribe/", "/inbound/email")
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    set_db_threads(settings.db_threads)
+    set_db_threads(settings.db_threads, settings.database_url)
     database = db or Database(settings.database_url)
     # Outside development a template is read once: checking its file's time on every render (and on every
     # {% include %}, 50 a page of comments) costs more than rendering it.

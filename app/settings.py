@@ -82,7 +82,7 @@ class Settings:
     inbound_max_kb: int = 5120
     var_dir: Path = field(default=VAR)
     log_level: str = "INFO"
-    db_threads: int = 0  # 0: twice the cores, at least 4 (app/db.py)
+    db_threads: int = 0  # at most at once; 0: twice the cores, at least 4 (app/db.py, Lanes)
 
     # env var name -> (field name, parser); the README's table must list the same names
     @classmethod
