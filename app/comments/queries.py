@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from markupsafe import Markup
 from sqlalchemy import bindparam, case, func, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.comments.forms import CommentForm, new_form
 from app.comments.models import Comment, CommentCount, CommentKind, CommentRevision, Endorsement
@@ -153,16 +153,24 @@ def parse_cursor(sort: str, after: str) -> tuple[int | None, int] | None:
     return (int(m.group(1)) if m.group(1) else None), int(m.group(2))
 
 
-def _cursor(sort: str, c: Comment) -> str:
+def _cursor(sort: str, c: Any) -> str:
     return f"{c.endorsement_count}.{c.id}" if sort == "endorsed" else str(c.id)
 
 
-_BASE = select(Comment, Member.name).outerjoin(Member, Member.id == Comment.author_id)
+# Comments are read as rows, not entities: a page shows 50 of them with their replies, and loading each into an
+# ORM object cost several times the row (a row's attributes have the same names as the entity's).
+_COLUMNS = tuple(Comment.__table__.c)
+_BASE = select(*_COLUMNS, Member.name.label("author_name")).outerjoin(Member, Member.id == Comment.author_id)
+
+
+def _rows(session: Session, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    return list(session.connection().execute(query, params or {}).all())
 
 
 # --- building views -------------------------------------------------------------------------------------------
 
-def _view(c: Comment, author: str | None, acc: Access) -> CommentView:
+def _view(c: Any, author: str | None, acc: Access) -> CommentView:
+    """`c`: a comment's row (or the entity)."""
     state = "deleted" if c.deleted_at else "hidden" if c.hidden_at else "shown"
     visible = state == "shown" or (state == "hidden" and acc.is_admin)
     mine = c.author_id is not None and c.author_id == acc.member_id
@@ -210,26 +218,27 @@ def _first_replies_query() -> Any:
         func.count().over(partition_by=Comment.parent_id).label("n"),
     ).outerjoin(Member, Member.id == Comment.author_id).where(
         Comment.parent_id.in_(bindparam("tops", expanding=True))).subquery()
-    return (select(aliased(Comment, ranked), ranked.c.author_name, ranked.c.n)
+    return (select(*(ranked.c[col.name] for col in _COLUMNS), ranked.c.author_name, ranked.c.n)
             .where(ranked.c.rn <= REPLY_PREVIEW).order_by(ranked.c.parent_id, ranked.c.rn))
 
 
 _FIRST_REPLIES = _first_replies_query()
 
 
-def _with_replies(session: Session, acc: Access, tops: list[tuple[Comment, str | None]]) -> list[CommentView]:
-    """Views of top-level comments with their first replies (officials first), all in one window query."""
-    views = [_view(c, name, acc) for c, name in tops]
-    edited = [c.id for c, _ in tops if c.edited_at is not None]
+def _with_replies(session: Session, acc: Access, tops: list[Any]) -> list[CommentView]:
+    """Views of top-level comments (rows of `_BASE`) with their first replies (officials first), all in one
+    window query."""
+    views = [_view(c, c.author_name, acc) for c in tops]
+    edited = [c.id for c in tops if c.edited_at is not None]
     all_views = list(views)
     top_ids = [v.id for v in views if v.parent_id is None]
     if top_ids:
-        rows = session.execute(_FIRST_REPLIES, {"tops": top_ids}).all()
+        rows = _rows(session, _FIRST_REPLIES, {"tops": top_ids})
         by_parent = {v.id: v for v in views}
-        for c, name, n in rows:
+        for c in rows:
             parent = by_parent[c.parent_id]
-            parent.reply_count = n
-            reply = _view(c, name, acc)
+            n = parent.reply_count = c.n
+            reply = _view(c, c.author_name, acc)
             if n <= REPLY_PREVIEW or c.response_status is not None:
                 parent.replies.append(reply)
                 all_views.append(reply)
@@ -270,7 +279,7 @@ def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "new
                 .order_by(Comment.id.desc()).limit(limit).subquery()
             lower = _BASE.where(*where, Comment.endorsement_count < count).order_by(*by_count).limit(limit).subquery()
             both = union_all(select(same), select(lower)).subquery()
-            q = select(aliased(Comment, both), both.c.name) \
+            q = select(*(both.c[col.name] for col in _COLUMNS), both.c.author_name) \
                 .order_by(both.c.endorsement_count.desc(), both.c.id.desc()).limit(limit)
     elif sort == "newest" and cursor is None and not stance:
         q = _FIRST_PAGE  # every proposal page's: prebuilt
@@ -278,12 +287,12 @@ def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "new
         if cursor is not None:
             where.append(Comment.id > cursor[1] if sort == "oldest" else Comment.id < cursor[1])
         q = _BASE.where(*where).order_by(Comment.id if sort == "oldest" else Comment.id.desc()).limit(limit)
-    rows = session.execute(q, {"pid": p.id, "paragraph": paragraph or 0}).all()
+    rows = _rows(session, q, {"pid": p.id, "paragraph": paragraph or 0})
     top = _pinned_rows(session, p, paragraph) if with_pinned else []
-    views = _with_replies(session, acc, top + list(rows[:PAGE_SIZE]))
+    views = _with_replies(session, acc, top + rows[:PAGE_SIZE])
     return Page(comments=views[len(top):], pinned=views[:len(top)], proposal_id=p.id, sort=sort,
                 after=after if cursor else "",
-                next_after=_cursor(sort, rows[PAGE_SIZE - 1][0]) if len(rows) > PAGE_SIZE else None,
+                next_after=_cursor(sort, rows[PAGE_SIZE - 1]) if len(rows) > PAGE_SIZE else None,
                 paragraph=paragraph, stance=stance)
 
 
@@ -299,7 +308,7 @@ _PINNED = (_BASE.where(Comment.proposal_id == bindparam("pid"), Comment.kind == 
 
 def _pinned_rows(session: Session, p: Proposal, paragraph: int | None) -> list[Any]:
     """Official responses to the proposal (or to one paragraph), newest first."""
-    return list(session.execute(_PINNED, {"pid": p.id, "paragraph": paragraph or 0}).all())
+    return _rows(session, _PINNED, {"pid": p.id, "paragraph": paragraph or 0})
 
 
 def reply_page(session: Session, acc: Access, parent: Comment, after: str = "") -> Page:
@@ -308,8 +317,8 @@ def reply_page(session: Session, acc: Access, parent: Comment, after: str = "") 
     q = _BASE.where(Comment.parent_id == parent.id)
     if cursor is not None:
         q = q.where(Comment.id > cursor[1])
-    rows = session.execute(q.order_by(Comment.id).limit(PAGE_SIZE + 1)).all()
-    views = [_view(c, name, acc) for c, name in rows[:PAGE_SIZE]]
+    rows = _rows(session, q.order_by(Comment.id).limit(PAGE_SIZE + 1))
+    views = [_view(c, c.author_name, acc) for c in rows[:PAGE_SIZE]]
     _annotate(session, acc, views, [v.id for v in views if v.edited_at is not None])
     return Page(comments=views, proposal_id=parent.proposal_id, sort="oldest", after=after if cursor else "",
                 next_after=str(views[-1].id) if len(rows) > PAGE_SIZE else None,
@@ -318,11 +327,11 @@ def reply_page(session: Session, acc: Access, parent: Comment, after: str = "") 
 
 def one(session: Session, acc: Access, comment_id: int, *, replies: bool = True) -> CommentView:
     """One comment as this reader may see it (a top-level one with its first replies, unless told not to)."""
-    row = session.execute(_BASE.where(Comment.id == comment_id)).one()
+    row = session.connection().execute(_BASE.where(Comment.id == comment_id)).one()
     if replies:
         return _with_replies(session, acc, [row])[0]
-    view = _view(*row, acc)
-    _annotate(session, acc, [view], [view.id] if row[0].edited_at is not None else [])
+    view = _view(row, row.author_name, acc)
+    _annotate(session, acc, [view], [view.id] if row.edited_at is not None else [])
     return view
 
 
@@ -361,13 +370,13 @@ _COUNTS = select(CommentCount.paragraph, CommentCount.stance, CommentCount.n).wh
 def news(session: Session, acc: Access, p: Proposal, after: int, now: dt.datetime) -> News:
     """The proposal's comments with an id above `after` (at most a page of them, the newest), as this reader may
     see them, for a page's live update. Comments on one paragraph are not on the proposal's page: left out."""
-    rows = session.execute(_BASE.where(Comment.proposal_id == p.id, Comment.id > after)
-                           .order_by(Comment.id.desc()).limit(PAGE_SIZE)).all()
-    views = [_view(c, name, acc) for c, name in rows]
-    _annotate(session, acc, views, [c.id for c, _ in rows if c.edited_at is not None])
-    top = [v for v, (c, _) in zip(views, rows, strict=True)
+    rows = _rows(session, _BASE.where(Comment.proposal_id == p.id, Comment.id > after)
+                 .order_by(Comment.id.desc()).limit(PAGE_SIZE))
+    views = [_view(c, c.author_name, acc) for c in rows]
+    _annotate(session, acc, views, [c.id for c in rows if c.edited_at is not None])
+    top = [v for v, c in zip(views, rows, strict=True)
            if c.kind == CommentKind.COMMENT and not c.paragraph]
-    pinned = [v for v, (c, _) in zip(views, rows, strict=True)
+    pinned = [v for v, c in zip(views, rows, strict=True)
               if c.kind == CommentKind.RESPONSE and not c.paragraph]
     replies = [v for v in reversed(views) if v.parent_id is not None]
     return News(top=top, pinned=pinned, replies=replies, cursor=max(after, settled_cursor(session, now)),

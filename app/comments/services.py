@@ -208,10 +208,11 @@ def _own(session: Session, me: CurrentMember, comment_id: int, verb: str) -> tup
     return c, p
 
 
-def can_edit(c: Comment, acc: Access) -> bool:
+def can_edit(c: Any, acc: Access) -> bool:
+    """`c`: the comment, or its row as a page reads it (the same names)."""
     if c.author_id != acc.member_id or c.deleted_at or c.hidden_at or acc.now - c.created_at > EDIT_WINDOW:
         return False
-    return True if c.is_official else acc.can_post
+    return True if c.response_status is not None else acc.can_post  # an official response: always
 
 
 # --- members' actions ---------------------------------------------------------------------------------------
