@@ -254,18 +254,16 @@ def _with_replies(session: Session, acc: Access, tops: list[Any]) -> list[Commen
 
 # --- pages ----------------------------------------------------------------------------------------------------
 
-def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "newest", after: str = "",
-                 paragraph: int | None = None, stance: str | None = None, with_pinned: bool = False) -> Page:
-    """One batch of top-level comments. Official responses are apart: `with_pinned` loads them too (for a
-    first page), in the same statements as the batch."""
-    sort = sort if sort in SORTS else "newest"
+def _batch_query(acc: Access, p: Proposal, sort: str, cursor: tuple[int | None, int] | None,
+                 paragraph: int | None, stance: str | None) -> Any:
+    """A batch of top-level comments sorted, after a cursor or of one stance (the first page by newest is
+    prebuilt: `_FIRST_PAGE`)."""
     where: list[Any] = [Comment.proposal_id == p.id, Comment.kind == CommentKind.COMMENT,
                         Comment.paragraph == (paragraph or 0)]
     if stance:
         where.append(Comment.stance == stance)
         if not acc.is_admin:
             where.append(Comment.hidden_at.is_(None))
-    cursor = parse_cursor(sort, after)
     limit = PAGE_SIZE + 1
     if sort == "endorsed":
         by_count = (Comment.endorsement_count.desc(), Comment.id.desc())
@@ -281,12 +279,23 @@ def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "new
             both = union_all(select(same), select(lower)).subquery()
             q = select(*(both.c[col.name] for col in _COLUMNS), both.c.author_name) \
                 .order_by(both.c.endorsement_count.desc(), both.c.id.desc()).limit(limit)
-    elif sort == "newest" and cursor is None and not stance:
-        q = _FIRST_PAGE  # every proposal page's: prebuilt
     else:
         if cursor is not None:
             where.append(Comment.id > cursor[1] if sort == "oldest" else Comment.id < cursor[1])
         q = _BASE.where(*where).order_by(Comment.id if sort == "oldest" else Comment.id.desc()).limit(limit)
+    return q
+
+
+def comment_page(session: Session, acc: Access, p: Proposal, *, sort: str = "newest", after: str = "",
+                 paragraph: int | None = None, stance: str | None = None, with_pinned: bool = False) -> Page:
+    """One batch of top-level comments. Official responses are apart: `with_pinned` loads them too (for a
+    first page), in the same statements as the batch."""
+    sort = sort if sort in SORTS else "newest"
+    cursor = parse_cursor(sort, after)
+    if sort == "newest" and cursor is None and not stance:
+        q = _FIRST_PAGE  # every proposal page's: prebuilt (building its conditions cost about as much as the query)
+    else:
+        q = _batch_query(acc, p, sort, cursor, paragraph, stance)
     rows = _rows(session, q, {"pid": p.id, "paragraph": paragraph or 0})
     top = _pinned_rows(session, p, paragraph) if with_pinned else []
     views = _with_replies(session, acc, top + rows[:PAGE_SIZE])
