@@ -169,8 +169,8 @@ def _rows(session: Session, query: Any, params: dict[str, Any] | None = None) ->
 
 # --- building views -------------------------------------------------------------------------------------------
 
-def _view(c: Any, author: str | None, acc: Access) -> CommentView:
-    """`c`: a comment's row (or the entity)."""
+def _view(c: Any, acc: Access) -> CommentView:
+    """`c`: a row of `_BASE` (the comment's columns and its `author_name`)."""
     state = "deleted" if c.deleted_at else "hidden" if c.hidden_at else "shown"
     visible = state == "shown" or (state == "hidden" and acc.is_admin)
     mine = c.author_id is not None and c.author_id == acc.member_id
@@ -178,7 +178,7 @@ def _view(c: Any, author: str | None, acc: Access) -> CommentView:
     return CommentView(
         id=c.id, proposal_id=c.proposal_id, parent_id=c.parent_id, paragraph=c.paragraph, state=state,
         author_id=c.author_id if visible else None,
-        author_name=(author or "A former member") if visible else None,
+        author_name=(c.author_name or "A former member") if visible else None,
         stance=c.stance if visible else None, response_status=c.response_status if visible else None,
         body_html=render_markdown(c.body_md) if visible else None,
         created_at=c.created_at, edited_at=c.edited_at if visible else None,
@@ -228,7 +228,7 @@ _FIRST_REPLIES = _first_replies_query()
 def _with_replies(session: Session, acc: Access, tops: list[Any]) -> list[CommentView]:
     """Views of top-level comments (rows of `_BASE`) with their first replies (officials first), all in one
     window query."""
-    views = [_view(c, c.author_name, acc) for c in tops]
+    views = [_view(c, acc) for c in tops]
     edited = [c.id for c in tops if c.edited_at is not None]
     all_views = list(views)
     top_ids = [v.id for v in views if v.parent_id is None]
@@ -238,7 +238,7 @@ def _with_replies(session: Session, acc: Access, tops: list[Any]) -> list[Commen
         for c in rows:
             parent = by_parent[c.parent_id]
             n = parent.reply_count = c.n
-            reply = _view(c, c.author_name, acc)
+            reply = _view(c, acc)
             if n <= REPLY_PREVIEW or c.response_status is not None:
                 parent.replies.append(reply)
                 all_views.append(reply)
@@ -327,7 +327,7 @@ def reply_page(session: Session, acc: Access, parent: Comment, after: str = "") 
     if cursor is not None:
         q = q.where(Comment.id > cursor[1])
     rows = _rows(session, q.order_by(Comment.id).limit(PAGE_SIZE + 1))
-    views = [_view(c, c.author_name, acc) for c in rows[:PAGE_SIZE]]
+    views = [_view(c, acc) for c in rows[:PAGE_SIZE]]
     _annotate(session, acc, views, [v.id for v in views if v.edited_at is not None])
     return Page(comments=views, proposal_id=parent.proposal_id, sort="oldest", after=after if cursor else "",
                 next_after=str(views[-1].id) if len(rows) > PAGE_SIZE else None,
@@ -339,7 +339,7 @@ def one(session: Session, acc: Access, comment_id: int, *, replies: bool = True)
     row = session.connection().execute(_BASE.where(Comment.id == comment_id)).one()
     if replies:
         return _with_replies(session, acc, [row])[0]
-    view = _view(row, row.author_name, acc)
+    view = _view(row, acc)
     _annotate(session, acc, [view], [view.id] if row.edited_at is not None else [])
     return view
 
@@ -381,7 +381,7 @@ def news(session: Session, acc: Access, p: Proposal, after: int, now: dt.datetim
     see them, for a page's live update. Comments on one paragraph are not on the proposal's page: left out."""
     rows = _rows(session, _BASE.where(Comment.proposal_id == p.id, Comment.id > after)
                  .order_by(Comment.id.desc()).limit(PAGE_SIZE))
-    views = [_view(c, c.author_name, acc) for c in rows]
+    views = [_view(c, acc) for c in rows]
     _annotate(session, acc, views, [c.id for c in rows if c.edited_at is not None])
     top = [v for v, c in zip(views, rows, strict=True)
            if c.kind == CommentKind.COMMENT and not c.paragraph]
