@@ -6,11 +6,12 @@ see docs/ARCHITECTURE.md). Async handlers run a unit of work in the thread pool 
 On SQLite every connection gets WAL, foreign keys and a busy timeout. Transactions that will write are opened
 with `BEGIN IMMEDIATE`: a deferred `BEGIN` that later upgrades its read lock to a write lock fails with
 "database is locked" under concurrency no matter the timeout, because SQLite cannot wait for that upgrade.
-Within one process, write transactions also take a lock of the process first: SQLite has one writer at a
-time anyway, and a thread waiting on the lock wakes the moment it is free, where a thread waiting in
-`BEGIN IMMEDIATE` polls with sleeps of up to 100 ms (the busy handler) and, under 32 concurrent votes, gave
-up after the 5 s timeout (see docs/BENCHMARKS.md). Other processes (a `plenary worker`) still wait on the
-busy timeout.
+Write transactions also take `WriterLock` first: SQLite has one writer at a time anyway, and a writer waiting
+on a lock wakes the moment it is free, where one waiting in `BEGIN IMMEDIATE` polls with sleeps of up to
+100 ms (the busy handler) and, under 32 concurrent votes, gave up after the 5 s timeout (see
+docs/BENCHMARKS.md). The lock is a lock of the process plus an `flock` on a file beside the database, so the
+web processes, `plenary worker` and the command line take turns the same way; only other programs writing to
+the file meet the busy timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import fcntl
 import functools
 import os
 import threading
@@ -128,6 +130,55 @@ def _sqlite_setup(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN DEFERRED")
 
 
+class WriterLock:
+    """SQLite's one writer at a time, taken before `BEGIN IMMEDIATE`, so a writer waits on a lock that wakes it
+    the moment the previous writer commits instead of in SQLite's busy handler, which polls with sleeps of up
+    to 100 ms: a lock of this process (re-entrant, for a unit of work that calls another in the same thread),
+    then an advisory `flock` on a file beside the database, shared by every Plenary process that opens it (the
+    web processes, `plenary worker`, the command line). Other programs that write to the file (the sqlite3
+    shell) still meet the busy timeout. `path=None` (an in-memory database): the process lock alone.
+
+    There is no timeout: a Plenary process stuck inside a write transaction stops every other writer, as
+    SQLite's own write lock would (which only turns the wait into "database is locked" after 5 s); the kernel
+    drops the lock of a process that dies."""
+
+    def __init__(self, path: str | None) -> None:
+        self._lock = threading.RLock()
+        self._path = path
+        self._fd: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._depth == 0 and self._path is not None:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)  # also drops the flock, should a unit of work still hold it
+                self._fd = None
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
 class Database:
     """Owns the engine and hands out units of work: `with db.begin() as s:` writes, `with db.read() as s:` reads."""
 
@@ -143,7 +194,10 @@ class Database:
         )
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         # Re-entrant, so a write unit of work that calls another one in the same thread does not block itself.
-        self._write_lock = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        self._write_lock: Any = contextlib.nullcontext()
+        if self.dialect == "sqlite":
+            path = self.engine.url.database
+            self._write_lock = WriterLock(f"{path}-writer.lock" if path and path != ":memory:" else None)
 
     @contextlib.contextmanager
     def begin(self, *, durable: bool = True) -> Iterator[Session]:
@@ -185,6 +239,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, WriterLock):
+            self._write_lock.close()
 
 
 _threads = 0  # set from PLENARY_DB_THREADS by the app and the worker (set_db_threads); 0: the default
