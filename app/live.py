@@ -6,7 +6,12 @@ commits:
 
 - on PostgreSQL as `NOTIFY plenary_live, 'kind:id'` (one statement; PostgreSQL delivers it at commit and never
   after a rollback), heard by one `LISTEN` connection per web process, whichever process made the change;
-- on SQLite (one process) through an after-commit hook on the session, straight to this process's hub.
+- on SQLite as a row of `live_signals` written in the same transaction (one row per proposal and kind, with a
+  version that every announcement raises), which each web process reads every `POLL_S` while it has open
+  streams, and, for the process that made the change, at once through an after-commit hook on the session,
+  straight to its own hub (its poller skips the rows it wrote itself). So several web processes and a
+  separate `plenary worker` share one SQLite file as they share one PostgreSQL database. The table holds at
+  most three rows a proposal and is never pruned.
 
 The `Hub` keeps the open streams of its process by proposal and hands each one the names of what changed.
 Events carry no content: a page that hears "comment" or "tally" fetches its own fragment through the same
@@ -21,17 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 import anyio
-from sqlalchemy import event, make_url, text
+from sqlalchemy import Column, Index, Integer, String, Table, event, make_url, text
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 from sse_starlette.event import ServerSentEvent
 
-from app.db import Database, run_db
+from app.db import Base, Database, run_db
 
 log = logging.getLogger("plenary.live")
 
@@ -39,6 +45,7 @@ CHANNEL = "plenary_live"
 COMMENT, TALLY, CLOSED = "comment", "tally", "closed"
 KINDS = (COMMENT, TALLY, CLOSED)
 COALESCE_S = 0.25
+POLL_S = 0.25  # SQLite: how often a process with open streams reads the other processes' announcements
 LISTEN_RETRY_MAX_S = 30.0
 PING_S = 15  # a comment line this often keeps proxies from closing a quiet stream
 # How long a browser waits before it reconnects a stream that ended (a restart): each stream draws its own, so
@@ -48,6 +55,23 @@ MAX_STREAMS_PER_MEMBER = 20  # in one process: enough for a member's tabs, not e
 SHUTDOWN_GRACE_S = 2.0  # once the server is stopping, how long a stream has to end by itself
 
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+# SQLite's announcements between processes: one row per proposal and kind; `version` is raised past every other
+# row's on each announcement (writers take turns, so max + 1 is unique), and `origin` is the process that wrote it.
+live_signals = Table(
+    "live_signals", Base.metadata,
+    Column("proposal_id", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("origin", Integer, nullable=False),
+    Index("ix_live_signals_version", "version"),
+)
+_SIGNAL = text(
+    "INSERT INTO live_signals (proposal_id, kind, version, origin) "
+    "VALUES (:pid, :kind, (SELECT coalesce(max(version), 0) + 1 FROM live_signals), :origin) "
+    "ON CONFLICT (proposal_id, kind) DO UPDATE SET version = excluded.version, origin = excluded.origin")
+_LATEST = text("SELECT coalesce(max(version), 0) FROM live_signals")
+_SINCE = text("SELECT version, proposal_id, kind, origin FROM live_signals WHERE version > :v ORDER BY version")
 _PENDING = "plenary.live.pending"
 # SQLite: the hubs of this process by database URL, for the after-commit hook.
 _LOCAL: dict[str, set[Hub]] = {}
@@ -61,6 +85,7 @@ def announce(session: Session, kind: str, proposal_id: int) -> None:
     if bind.dialect.name == "postgresql":
         session.execute(_NOTIFY, {"channel": CHANNEL, "payload": f"{kind}:{proposal_id}"})
     else:
+        session.connection().execute(_SIGNAL, {"pid": proposal_id, "kind": kind, "origin": os.getpid()})
         session.info.setdefault(_PENDING, set()).add((str(bind.url), kind, proposal_id))
 
 
@@ -143,6 +168,12 @@ class Hub:
                           listen_timeout_s)
         else:
             _LOCAL.setdefault(self._key, set()).add(self)
+            try:
+                last = await run_db(self._latest)
+            except Exception as exc:  # a database that is down at start-up: hear everything once it is back
+                log.warning("live updates: could not read the latest announcement (%s)", exc)
+                last = 0
+            self._listener = asyncio.create_task(self._poll(last))
 
     async def stop(self) -> None:
         _LOCAL.get(self._key, set()).discard(self)
@@ -246,6 +277,35 @@ class Hub:
                 log.exception("live updates: could not decide who sees the tally of proposal %d", proposal_id)
         for sub in subs:
             sub.push(sorted([*others, *([TALLY] if sub.member_id in viewers else [])], key=KINDS.index))
+
+    # --- SQLite ---------------------------------------------------------------------------------------------
+
+    def _latest(self) -> int:
+        with self.db.read_connection() as conn:
+            return int(conn.execute(_LATEST).scalar_one())
+
+    def _since(self, version: int) -> list[tuple[int, int, str, int]]:
+        with self.db.read_connection() as conn:
+            return [tuple(r) for r in conn.execute(_SINCE, {"v": version})]  # type: ignore[misc]
+
+    async def _poll(self, last: int, *, interval_s: float = POLL_S) -> None:
+        """Hear what other processes announced: every `interval_s`, while this process has open streams, the
+        rows raised since the last read. What this process wrote it has heard already (the after-commit hook);
+        rows from while it had no streams are heard late, which costs a page a refetch at most."""
+        me = os.getpid()
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self._subs:
+                continue
+            try:
+                rows = await run_db(self._since, last)
+            except Exception as exc:
+                log.warning("live updates: could not read announcements (%s); trying again", exc)
+                continue
+            for version, proposal_id, kind, origin in rows:
+                last = max(last, version)
+                if origin != me and kind in KINDS:
+                    self._heard(kind, proposal_id)
 
     # --- PostgreSQL -----------------------------------------------------------------------------------------
 

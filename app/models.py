@@ -13,6 +13,7 @@ from app.comments.models import (
 )
 from app.db import Base
 from app.jobs.models import Job
+from app.live import live_signals
 from app.mail.models import InboundMessage, OutboxMessage
 from app.members.models import (
     AuditEvent,
@@ -57,6 +58,7 @@ __all__ = [
     "InboundMessage",
     "GroupMembership",
     "Job",
+    "live_signals",
     "Member",
     "Notification",
     "Organization",

@@ -1,15 +1,19 @@
 """Live updates across processes, and streams that end cleanly when their server stops.
 
-Two `plenary serve` processes on one PostgreSQL database, as behind a load balancer: a comment posted through
-one reaches a stream opened on the other (NOTIFY in the writing transaction, one LISTEN per process), and a
-ballot cast through the second updates a stream on the first. And a server stopped with SIGTERM while a
+Two `plenary serve` processes on one database, as behind a load balancer: a comment posted through one reaches
+a stream opened on the other, and a ballot cast through the second updates a stream on the first (on
+PostgreSQL a NOTIFY in the writing transaction and one LISTEN per process; on SQLite a `live_signals` row in
+the writing transaction, read by each process). A separate `plenary worker` closing a proposal at its
+deadline ends the streams open on a web process. And a server stopped with SIGTERM while a
 stream is open ends the stream and exits, on SQLite and on PostgreSQL, instead of waiting for the browser.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,8 +43,13 @@ def seed(url: str, *, members: int = 2, **proposal: object) -> tuple[int, list[s
         db.dispose()
 
 
-def test_a_comment_through_one_web_process_reaches_a_stream_on_the_other(tmp_path: Path) -> None:
-    with fresh_postgresql() as url, cluster(tmp_path, url) as c:
+def _database(tmp_path: Path, backend: str) -> Any:
+    return fresh_postgresql() if backend == "postgresql" else _sqlite(tmp_path)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_comment_through_one_web_process_reaches_a_stream_on_the_other(tmp_path: Path, backend: str) -> None:
+    with _database(tmp_path, backend) as url, cluster(tmp_path, url) as c:
         pid, (ann, bob) = seed(url, secret=False, visibility="live")
         one, two = c.serve("web-one"), c.serve("web-two")
         with EventStream(two.port, f"/proposals/{pid}/events", session_token=ann) as on_two, \
@@ -61,8 +70,23 @@ def test_a_comment_through_one_web_process_reaches_a_stream_on_the_other(tmp_pat
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_proposal_closed_by_a_separate_worker_ends_the_streams_on_a_web_process(tmp_path: Path,
+                                                                                  backend: str) -> None:
+    with _database(tmp_path, backend) as url, cluster(tmp_path, url) as c:
+        pid, (ann, _bob) = seed(url, secret=False, visibility="live", closes_in=dt.timedelta(seconds=2))
+        web = c.serve("web")  # no worker of its own: the deadline is the separate worker's to keep
+        with EventStream(web.port, f"/proposals/{pid}/events", session_token=ann) as stream:
+            stream.next_block()
+            c.worker("worker", test_jobs=False)
+            assert "closed" in stream.wait_for("closed", timeout_s=30)
+            assert stream.ended.wait(timeout=10), "the stream went on after the proposal closed"
+        status, page = send(web.port, "GET", f"/proposals/{pid}", ann)
+        assert status == 200 and "Voting closed" in page
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_stopping_server_ends_its_open_streams(tmp_path: Path, backend: str) -> None:
-    with (fresh_postgresql() if backend == "postgresql" else _sqlite(tmp_path)) as url, cluster(tmp_path, url) as c:
+    with _database(tmp_path, backend) as url, cluster(tmp_path, url) as c:
         pid, (ann, _bob) = seed(url)
         web = c.serve("web", run_worker=True)
         with EventStream(web.port, f"/proposals/{pid}/events", session_token=ann) as stream:
